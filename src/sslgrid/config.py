@@ -1,0 +1,168 @@
+"""Loading and validating the grid description (config.yaml).
+
+The schema in ``workflow/schemas/config.schema.yaml`` is the single statement of what a
+config may contain; this module turns its violations into messages that name the key and
+what is allowed, and adds the checks a schema cannot express (references between sections).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config that does not describe a valid grid."""
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML config, merge ``overrides`` into it, validate it and fill in defaults."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            config = yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if overrides:
+        config = deep_merge(config, overrides)
+    return validate_config(config, source=str(path))
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``update`` into a copy of ``base`` (update wins)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Validate ``config`` against the schema and cross-references; return it with defaults."""
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{source}: {describe_error(err, schema)}" for err in errors]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    config = fill_defaults(copy.deepcopy(config), schema, schema)
+    check_references(config, source)
+    return config
+
+
+def key_path(err: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in err.absolute_path) or "<top level>"
+
+
+def describe_error(err: jsonschema.ValidationError, schema: dict[str, Any]) -> str:
+    """One line naming the offending key and what is allowed there."""
+    where = key_path(err)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        unknown = sorted(set(err.instance) - set(allowed))
+        if allowed:
+            return f"unknown key(s) {unknown} in {where}; allowed keys: {allowed}"
+    if err.validator == "enum":
+        return f"{where}: {err.instance!r} is not allowed; allowed values: {err.validator_value}"
+    if err.validator == "required":
+        return f"{where}: {err.message}"
+    if err.validator == "anyOf":
+        return f"{where}: {err.instance!r} is not valid; expected one of: " + "; ".join(
+            describe_subschema(s) for s in err.validator_value
+        )
+    description = err.schema.get("description")
+    hint = f" ({description})" if description else ""
+    return f"{where}: {err.message}{hint}"
+
+
+def describe_subschema(sub: Mapping[str, Any]) -> str:
+    if "const" in sub:
+        return repr(sub["const"])
+    if "$ref" in sub:
+        return sub["$ref"].rsplit("/", 1)[-1].replace("_", " ")
+    return ", ".join(f"{k}={v}" for k, v in sub.items())
+
+
+def resolve(sub: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in sub:
+        node: Any = root
+        for part in sub["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        sub = node
+    return sub
+
+
+def fill_defaults(value: Any, sub: Mapping[str, Any], root: Mapping[str, Any]) -> Any:
+    """Fill schema ``default``s into mappings, recursing through properties and refs."""
+    sub = resolve(sub, root)
+    if not isinstance(value, dict):
+        return value
+    for key, prop in sub.get("properties", {}).items():
+        prop = resolve(prop, root)
+        if key not in value and "default" in prop:
+            value[key] = copy.deepcopy(prop["default"])
+        if key in value:
+            value[key] = fill_defaults(value[key], prop, root)
+    extra = sub.get("additionalProperties")
+    if isinstance(extra, Mapping):
+        known = set(sub.get("properties", {}))
+        for key in value:
+            if key not in known:
+                value[key] = fill_defaults(value[key], extra, root)
+    return value
+
+
+def check_references(config: Mapping[str, Any], source: str) -> None:
+    """Checks between sections: names used in one section must be defined in another."""
+    corpora = sorted(config["corpora"])
+    problems: list[str] = []
+
+    def need_corpus(key: str, name: str) -> None:
+        if name not in config["corpora"]:
+            problems.append(f"{key}: corpus {name!r} is not defined; defined corpora: {corpora}")
+
+    for i, pool in enumerate(config["pretrain"]["pools"]):
+        need_corpus(f"pretrain.pools.{i}", pool)
+    need_corpus("finetune.corpus", config["finetune"]["corpus"])
+    for i, test_set in enumerate(config["test_sets"]):
+        need_corpus(f"test_sets.{i}", test_set.split("/")[0])
+    for model in set(config["pretrain"]["models"]) | (
+        set(config["finetune"]["upstreams"]) - {"fbank"}
+    ):
+        if model not in config["models"]:
+            problems.append(f"models.{model}: model {model!r} is used in the grid but not defined")
+            continue
+        entry = config["models"][model]
+        if entry["size"] not in entry["sizes"]:
+            problems.append(
+                f"models.{model}.size: {entry['size']!r} is not defined; "
+                f"allowed values: {sorted(entry['sizes'])}"
+            )
+    missing_pretrain = set(config["finetune"]["upstreams"]) - {"fbank"} - set(
+        config["pretrain"]["models"]
+    )
+    for model in sorted(missing_pretrain):
+        problems.append(
+            f"finetune.upstreams: {model!r} is fine-tuned but not in pretrain.models "
+            f"{config['pretrain']['models']}"
+        )
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(f"{source}: {p}" for p in problems))
