@@ -1,0 +1,46 @@
+"""features stage: log-mel filterbank cache for each split of a corpus, plus training CMVN."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from lhotse import CutSet
+
+from sslgrid.features.fbank import FbankConfig
+from sslgrid.features.store import cmvn_of, compute_cache, save_cache
+from sslgrid.logs import setup_logging
+from sslgrid.train.checkpoint import atomic_save
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--manifest-dir", type=Path, required=True)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--splits", nargs="+", default=["train", "dev", "test"])
+    parser.add_argument("--num-mel-bins", type=int, default=80)
+    parser.add_argument("--frame-length-ms", type=float, default=25.0)
+    parser.add_argument("--frame-shift-ms", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--log", type=Path)
+    args = parser.parse_args()
+    setup_logging(args.log)
+    torch.set_num_threads(args.threads)
+
+    config = FbankConfig(args.num_mel_bins, args.frame_length_ms, args.frame_shift_ms)
+    for split in args.splits:
+        cuts = CutSet.from_file(args.manifest_dir / f"cuts_{split}.jsonl.gz")
+        cache = compute_cache(cuts, config)
+        save_cache(cache, args.out_dir / f"fbank_{split}.pt")
+        frames = sum(cache.frames())
+        logging.info("%s: %d utterances, %d frames (%.2f h)", split, len(cache), frames,
+                     frames * config.frame_shift_ms / 1000 / 3600)
+        if split == "train":
+            stats = cmvn_of(cache)
+            atomic_save(stats, args.out_dir / "cmvn.pt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""finetune stage: a CTC recogniser on a frozen upstream (or on plain filterbanks)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from lhotse import CutSet
+
+from sslgrid.asr.downstream import DownstreamConfig
+from sslgrid.asr.finetune import finetune_frozen
+from sslgrid.config import load_config
+from sslgrid.features.fbank import FbankConfig
+from sslgrid.features.store import FeatureCache, load_cache
+from sslgrid.logs import setup_logging
+from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
+
+
+def transcripts(cuts_path: Path, cache: FeatureCache, max_frames: int) -> tuple[FeatureCache, list[str]]:
+    """Pair each cached utterance with its normalised transcript; drop over-long ones."""
+    texts = {cut.id: " ".join(s.text for s in cut.supervisions) for cut in CutSet.from_file(cuts_path)}
+    keep = [i for i, n in zip(cache.ids, cache.frames(), strict=True) if n <= max_frames]
+    if len(keep) < len(cache):
+        logging.warning("%s: %d utterances longer than the maximum are left out", cuts_path,
+                        len(cache) - len(keep))
+    missing = [i for i in keep if i not in texts]
+    if missing:
+        raise KeyError(f"{cuts_path}: no transcript for cached utterances {missing[:5]}")
+    return cache.subset(keep), [texts[i] for i in keep]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--upstream", required=True, help="'fbank' or a pre-trained model name")
+    parser.add_argument("--pretrained", type=Path, help="pre-trained upstream checkpoint")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--log", type=Path)
+    args = parser.parse_args()
+    setup_logging(args.log)
+    config = load_config(args.config)
+    torch.set_num_threads(config["threads"])
+    ft = config["finetune"]
+    corpus = ft["corpus"]
+    fbank = FbankConfig(**config["features"])
+    shift_s = fbank.frame_shift_ms / 1000
+
+    if args.upstream == "fbank":
+        upstream = build_upstream("fbank", {}, fbank)
+        cmvn = torch.load(args.data_dir / "features" / corpus / "cmvn.pt")
+        upstream.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
+        spec = upstream_spec("fbank", {}, fbank)
+    else:
+        if args.pretrained is None:
+            parser.error(f"--pretrained is required for upstream {args.upstream!r}")
+        upstream = load_upstream(args.pretrained)
+        spec = torch.load(args.pretrained, map_location="cpu", weights_only=False)["config"]["upstream"]
+
+    max_frames = int(ft["max_utterance_seconds"] / shift_s)
+    feats = args.data_dir / "features" / corpus
+    manifests = args.data_dir / "manifests" / corpus
+    train = transcripts(manifests / "cuts_train.jsonl.gz", load_cache(feats / "fbank_train.pt"),
+                        max_frames)
+    dev = transcripts(manifests / "cuts_dev.jsonl.gz", load_cache(feats / "fbank_dev.pt"),
+                      max_frames)
+    downstream = DownstreamConfig(**ft["downstream"])
+    run_config = {
+        "upstream": spec,
+        "pretrained": str(args.pretrained) if args.pretrained else None,
+        "corpus": corpus,
+        "mode": ft["mode"],
+        "downstream": downstream.to_dict(),
+        "training": {k: ft[k] for k in ("epochs", "batch_seconds", "learning_rate",
+                                         "max_utterance_seconds")},
+        "seed": config["seed"],
+    }
+    logging.info("fine-tuning on %s: %d train, %d dev utterances", corpus, len(train[1]),
+                 len(dev[1]))
+    finetune_frozen(
+        upstream, train, dev, downstream, run_config, args.out,
+        epochs=ft["epochs"],
+        batch_frames=int(ft["batch_seconds"] / shift_s),
+        learning_rate=ft["learning_rate"],
+        seed=config["seed"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""pretrain stage: pre-train one upstream on a nested subset of a pool's training audio."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+from lhotse import CutSet
+
+from sslgrid.config import load_config
+from sslgrid.corpora.subsets import nested_subset_by_hours, parse_amount
+from sslgrid.features.fbank import FbankConfig
+from sslgrid.features.store import load_cache
+from sslgrid.grid import model_args
+from sslgrid.logs import setup_logging
+from sslgrid.models.factory import build_upstream, upstream_spec
+from sslgrid.train.pretrain import pretrain_upstream
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--pool", required=True, help="corpus whose training split is used")
+    parser.add_argument("--amount", required=True, help="'all' or hours such as '0.5h'")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--log", type=Path)
+    args = parser.parse_args()
+    setup_logging(args.log)
+    config = load_config(args.config)
+    torch.set_num_threads(config["threads"])
+    pt = config["pretrain"]
+
+    cache = load_cache(args.data_dir / "features" / args.pool / "fbank_train.pt")
+    cuts = CutSet.from_file(args.data_dir / "manifests" / args.pool / "cuts_train.jsonl.gz")
+    durations = {cut.id: cut.duration for cut in cuts}
+    ids = nested_subset_by_hours(cache.ids, [durations[i] for i in cache.ids],
+                                 parse_amount(args.amount), config["seed"])
+    cache = cache.subset(ids)
+    fbank = FbankConfig(**config["features"])
+    shift_s = fbank.frame_shift_ms / 1000
+    logging.info("pool %s, amount %s: %d utterances, %.3f h", args.pool, args.amount, len(ids),
+                 sum(cache.frames()) * shift_s / 3600)
+
+    arch = model_args(config, args.model)
+    model = build_upstream(args.model, arch, fbank)
+    cmvn = torch.load(args.data_dir / "features" / args.pool / "cmvn.pt")
+    model.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
+    logging.info("%s: %.2f M parameters", args.model,
+                 sum(p.numel() for p in model.parameters()) / 1e6)
+    run_config = {
+        "upstream": upstream_spec(args.model, arch, fbank),
+        "pool": args.pool,
+        "amount": args.amount,
+        "utterances": len(ids),
+        "training": {k: pt[k] for k in ("epochs", "batch_seconds", "learning_rate",
+                                         "max_utterance_seconds")},
+        "seed": config["seed"],
+    }
+    pretrain_upstream(
+        model, cache, run_config, args.out,
+        epochs=pt["epochs"],
+        batch_frames=int(pt["batch_seconds"] / shift_s),
+        learning_rate=pt["learning_rate"],
+        seed=config["seed"],
+        max_frames=int(pt["max_utterance_seconds"] / shift_s),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The downstream CTC recogniser on a frozen upstream.
+
+Hidden states of all upstream layers are layer-normalised and combined with learnable softmax
+weights (so any upstream, whatever its depth, plugs in unchanged), ``subsample`` consecutive
+frames are stacked to shorten the sequence, and a bidirectional LSTM predicts characters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+@dataclass(frozen=True)
+class DownstreamConfig:
+    """Recogniser architecture.
+
+    Args:
+        num_layers: BiLSTM layers.
+        hidden_size: LSTM units per direction.
+        dropout: dropout on the LSTM inputs and outputs.
+        subsample: consecutive frames stacked into one LSTM step.
+    """
+
+    num_layers: int = 2
+    hidden_size: int = 256
+    dropout: float = 0.2
+    subsample: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class WeightedLayerSum(nn.Module):
+    def __init__(self, num_layers: int) -> None:
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(num_layers))
+
+    def forward(self, layers: torch.Tensor) -> torch.Tensor:
+        """(L, B, T, D) -> (B, T, D)."""
+        normed = F.layer_norm(layers, layers.shape[-1:])
+        w = torch.softmax(self.weights, dim=0)
+        return torch.einsum("l,lbtd->btd", w, normed)
+
+
+class CTCRecogniser(nn.Module):
+    def __init__(self, input_dim: int, num_layers_in: int, vocab_size: int,
+                 config: DownstreamConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.layer_sum = WeightedLayerSum(num_layers_in)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lstm = nn.LSTM(
+            input_dim * config.subsample,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            bidirectional=True,
+            batch_first=True,
+        )
+        self.output = nn.Linear(2 * config.hidden_size, vocab_size)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths + self.config.subsample - 1, self.config.subsample,
+                         rounding_mode="floor")
+
+    def stack_frames(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.config.subsample
+        if k == 1:
+            return x
+        b, t, d = x.shape
+        pad = (-t) % k
+        x = F.pad(x, (0, 0, 0, pad))
+        return x.reshape(b, (t + pad) // k, d * k)
+
+    def forward(self, layers: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L, B, T, D) hidden states -> (B, T', V) log-probabilities and their lengths."""
+        x = self.stack_frames(self.layer_sum(layers))
+        out_lengths = self.output_lengths(lengths)
+        packed = pack_padded_sequence(self.dropout(x), out_lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return self.output(self.dropout(out)).log_softmax(-1), out_lengths
+
+
+def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    """Best path per utterance with repeats collapsed and blanks (index 0) removed."""
+    best = log_probs.argmax(-1)
+    hyps = []
+    for seq, n in zip(best, lengths.tolist(), strict=True):
+        seq = torch.unique_consecutive(seq[:n])
+        hyps.append([int(i) for i in seq if i != 0])
+    return hyps

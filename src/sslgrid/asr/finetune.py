@@ -1,0 +1,174 @@
+"""Training the downstream CTC recogniser on a frozen upstream."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jiwer
+import torch
+from tqdm import tqdm
+
+from sslgrid.asr.downstream import CTCRecogniser, DownstreamConfig, greedy_decode
+from sslgrid.asr.tokenizer import CharTokenizer
+from sslgrid.features.store import FeatureCache
+from sslgrid.models.upstream import FbankUpstream
+from sslgrid.train.batching import duration_batches
+from sslgrid.train.checkpoint import atomic_save
+from sslgrid.train.loop import TrainState, pad_sequences, run_epochs, warmup_cosine, write_history
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def encode_frozen(
+    upstream: FbankUpstream, cache: FeatureCache, batch_frames: int, progress: bool = True
+) -> list[torch.Tensor]:
+    """Hidden states of every cached utterance, each (L, T, D) in float16.
+
+    A frozen upstream gives the same output every epoch, so it runs once per utterance.
+    """
+    upstream.eval()
+    frames = cache.frames()
+    encoded: list[torch.Tensor | None] = [None] * len(cache)
+    batches = duration_batches(frames, batch_frames, seed=0, shuffle=False)
+    for batch in tqdm(batches, desc="encode", disable=not progress, mininterval=5):
+        feats = [upstream.frontend.normalise(cache.feats[i].float()) for i in batch]
+        x, x_len = pad_sequences(feats)
+        out = upstream.forward_features(x, x_len)
+        layers = torch.stack(out.hidden_states)  # (L, B, T, D)
+        for j, i in enumerate(batch):
+            encoded[i] = layers[:, j, : int(out.lengths[j])].half().clone()
+    return encoded  # type: ignore[return-value]
+
+
+class FrozenRecogniser(torch.nn.Module):
+    """Upstream (frozen) + downstream, as one module for decoding."""
+
+    def __init__(self, upstream: FbankUpstream, downstream: CTCRecogniser,
+                 tokenizer: CharTokenizer) -> None:
+        super().__init__()
+        self.upstream = upstream
+        self.downstream = downstream
+        self.tokenizer = tokenizer
+
+
+def pad_layers(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, T_i, D) items -> (L, B, T_max, D) float32 and lengths."""
+    batch, lengths = pad_sequences([x.transpose(0, 1) for x in items])
+    return batch.float().permute(2, 0, 1, 3), lengths
+
+
+def transcribe(downstream: CTCRecogniser, tokenizer: CharTokenizer, encoded: list[torch.Tensor],
+               batch_frames: int) -> list[str]:
+    downstream.eval()
+    hyps: list[str] = [""] * len(encoded)
+    lengths = [x.shape[1] for x in encoded]
+    with torch.no_grad():
+        for batch in duration_batches(lengths, batch_frames, seed=0, shuffle=False):
+            x, x_len = pad_layers([encoded[i] for i in batch])
+            log_probs, out_len = downstream(x, x_len)
+            for i, ids in zip(batch, greedy_decode(log_probs, out_len), strict=True):
+                hyps[i] = tokenizer.decode(ids)
+    return hyps
+
+
+def finetune_frozen(
+    upstream: FbankUpstream,
+    train: tuple[FeatureCache, list[str]],
+    dev: tuple[FeatureCache, list[str]],
+    downstream_config: DownstreamConfig,
+    config: dict[str, Any],
+    out_path: Path,
+    epochs: int,
+    batch_frames: int,
+    learning_rate: float,
+    seed: int,
+    progress: bool = True,
+) -> TrainState:
+    """Train a CTC recogniser on the frozen ``upstream``; keep the epoch with the best dev CER.
+
+    ``train`` and ``dev`` pair a feature cache with the normalised transcript of each entry.
+    The written checkpoint holds the upstream's weights too, so decoding needs nothing else.
+    """
+    torch.manual_seed(seed)
+    tokenizer = CharTokenizer.from_texts(train[1])
+    for p in upstream.parameters():
+        p.requires_grad_(False)
+    train_x = encode_frozen(upstream, train[0], batch_frames, progress)
+    dev_x = encode_frozen(upstream, dev[0], batch_frames, progress)
+    train_y = [torch.tensor(tokenizer.encode(t)) for t in train[1]]
+    keep = [i for i, y in enumerate(train_y) if len(y) > 0]
+    lengths = [train_x[i].shape[1] for i in keep]
+
+    model = CTCRecogniser(upstream.output_dim, upstream.num_layers, len(tokenizer),
+                          downstream_config)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    steps_per_epoch = len(duration_batches(lengths, batch_frames, seed, shuffle=False))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(epochs * steps_per_epoch, steps_per_epoch)
+    )
+    config = {**config, "vocab": tokenizer.symbols}
+    state = TrainState(model, optimizer, scheduler, config)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        model.train()
+        batches = duration_batches(lengths, batch_frames, seed + epoch)
+        total, count = 0.0, 0
+        bar = tqdm(batches, desc=f"finetune epoch {epoch + 1}/{epochs}", disable=not progress,
+                   mininterval=2)
+        for batch in bar:
+            items = [keep[j] for j in batch]
+            x, x_len = pad_layers([train_x[i] for i in items])
+            log_probs, out_len = model(x, x_len)
+            targets = [train_y[i] for i in items]
+            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), out_len,
+                       torch.tensor([len(t) for t in targets]))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite CTC loss at step {state.step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            total += loss.item() * len(items)
+            count += len(items)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        return {"train_loss": total / max(count, 1), "lr": scheduler.get_last_lr()[0]}
+
+    def evaluate() -> dict[str, float]:
+        hyps = transcribe(model, tokenizer, dev_x, batch_frames)
+        refs = dev[1]
+        pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
+        return {
+            "dev_cer": jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]),
+            "dev_wer": jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]),
+        }
+
+    run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer")
+    final = state.to_checkpoint()
+    final["model"] = state.best["model"] if state.best else final["model"]
+    final["upstream"] = upstream.state_dict()
+    final["selected"] = state.best["metrics"] if state.best else None
+    atomic_save(final, out_path)
+    write_history(state.history, out_path.with_name("history.tsv"))
+    log.info("selected epoch: %s", final["selected"])
+    return state
+
+
+def load_recogniser(path: str | Path) -> FrozenRecogniser:
+    """Rebuild upstream, downstream and vocabulary from a fine-tuning checkpoint."""
+    from sslgrid.models.factory import upstream_from_spec
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    config = ckpt["config"]
+    upstream = upstream_from_spec(config["upstream"])
+    upstream.load_state_dict(ckpt["upstream"])
+    tokenizer = CharTokenizer(config["vocab"])
+    downstream = CTCRecogniser(upstream.output_dim, upstream.num_layers, len(tokenizer),
+                               DownstreamConfig(**config["downstream"]))
+    downstream.load_state_dict(ckpt["model"])
+    return FrozenRecogniser(upstream, downstream, tokenizer).eval()

@@ -1,0 +1,246 @@
+"""The results table: score files collected into one long-format CSV and a Markdown report.
+
+The Markdown file carries the environment it was made in (date, git commit, package versions,
+hardware) above the table, so that a number always says where it came from.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+# Grid coordinates in the order they are shown; coordinates not listed follow in the order
+# they are first met.
+COORDINATE_ORDER: tuple[str, ...] = (
+    "model",
+    "pool",
+    "amount",
+    "finetune",
+    "decoder",
+    "corpus",
+    "split",
+)
+METRIC_COLUMNS: tuple[str, ...] = (
+    "n_utts",
+    "n_words",
+    "wer",
+    "wer_low",
+    "wer_high",
+    "cer",
+    "cer_low",
+    "cer_high",
+)
+RATE_COLUMNS: tuple[str, ...] = ("wer", "wer_low", "wer_high", "cer", "cer_low", "cer_high")
+VERSIONED_PACKAGES: tuple[str, ...] = (
+    "torch",
+    "torchaudio",
+    "lhotse",
+    "snakemake",
+    "jiwer",
+)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder and a rename.
+
+    A reader (or a Snakemake rerun after a crash) never sees a half-written file.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        # mkstemp makes the file private (0600); results should get the usual permissions.
+        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _current_umask() -> int:
+    """The process umask; reading it means setting it, so it is set straight back."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def coordinate_columns(coords: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every coordinate found, known ones in `COORDINATE_ORDER`, unknown ones after them."""
+    found: dict[str, None] = {}
+    for c in coords:
+        found.update(dict.fromkeys(c))
+    known = [name for name in COORDINATE_ORDER if name in found]
+    return known + [name for name in found if name not in COORDINATE_ORDER]
+
+
+class WerTable:
+    """Score files (written by `scripts/score.py`) as one table, one row per score file.
+
+    Rows keep the order the scores are given in. Rates are fractions in the score files and
+    percentages rounded to two decimals in `frame()` and everything written from it.
+
+    Args:
+        scores: parsed score files, each with a `coords` mapping and the metric fields.
+    """
+
+    def __init__(self, scores: Sequence[Mapping[str, Any]]) -> None:
+        missing = [
+            (i, [k for k in ("coords", *METRIC_COLUMNS) if k not in s])
+            for i, s in enumerate(scores)
+        ]
+        missing = [(i, keys) for i, keys in missing if keys]
+        if missing:
+            raise ValueError(f"score records lack fields (index, fields): {missing}")
+        self.scores = list(scores)
+
+    @classmethod
+    def from_files(cls, paths: Iterable[str | Path]) -> WerTable:
+        """Read score JSON files."""
+        scores = []
+        for path in paths:
+            with open(path, encoding="utf-8") as f:
+                scores.append(json.load(f))
+        return cls(scores)
+
+    def frame(self) -> pd.DataFrame:
+        """The long-format table: coordinates, counts, then rates as rounded percentages."""
+        coords = coordinate_columns(s["coords"] for s in self.scores)
+        rows = []
+        for s in self.scores:
+            row: dict[str, Any] = {name: s["coords"].get(name) for name in coords}
+            row.update({name: s[name] for name in METRIC_COLUMNS})
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=[*coords, *METRIC_COLUMNS])
+        frame[list(RATE_COLUMNS)] = (frame[list(RATE_COLUMNS)].astype(float) * 100).round(2)
+        return frame
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write the table as CSV."""
+        write_text_atomic(path, self.frame().to_csv(index=False))
+
+    def to_markdown(self, path: str | Path, environment: Sequence[str] | None = None) -> None:
+        """Write the environment header, then the table with rates as "23.41 [21.02, 25.90]".
+
+        Args:
+            path: output file.
+            environment: header lines; `describe_environment()` when not given.
+        """
+        lines = describe_environment() if environment is None else list(environment)
+        text = "\n".join(
+            [
+                "# WER table",
+                "",
+                *(f"- {line}" for line in lines),
+                "",
+                "WER and CER in %, with a 95% percentile bootstrap interval over utterances.",
+                "",
+                markdown_table(self.display_frame()),
+            ]
+        )
+        write_text_atomic(path, text + "\n")
+
+    def display_frame(self) -> pd.DataFrame:
+        """The table as shown in Markdown: each rate merged with its interval."""
+        frame = self.frame()
+        coords = [c for c in frame.columns if c not in METRIC_COLUMNS]
+        shown = frame[[*coords, "n_utts", "n_words"]].copy()
+        shown["WER"] = [format_interval(*r) for r in frame[["wer", "wer_low", "wer_high"]].values]
+        shown["CER"] = [format_interval(*r) for r in frame[["cer", "cer_low", "cer_high"]].values]
+        return shown
+
+
+def format_interval(value: float, low: float, high: float) -> str:
+    """Format a percentage with its interval, e.g. "23.41 [21.02, 25.90]"."""
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _cell(value: Any) -> str:
+    """Render one Markdown table cell; a pipe would end the cell, so it is escaped."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """Render a DataFrame as a GitHub-flavoured Markdown table, numbers right-aligned."""
+    header = "| " + " | ".join(_cell(c) for c in frame.columns) + " |"
+    aligns = ["---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns]
+    rule = "|" + "|".join(aligns) + "|"
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join([header, rule, *body])
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution, or "not installed"."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_revision(repo: str | Path = ".") -> str:
+    """The commit hash of `repo`, with " (dirty)" when tracked or untracked files changed."""
+    try:
+        commit = _git(repo, "rev-parse", "HEAD")
+        status = _git(repo, "status", "--porcelain")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git work tree)"
+    return f"{commit} (dirty)" if status else commit
+
+
+def _git(repo: str | Path, *args: str) -> str:
+    """Run a git command in `repo` and return its stripped output."""
+    done = subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=30
+    )
+    return done.stdout.strip()
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, or what `platform` knows elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_name() -> str:
+    """The name of CUDA device 0, or why there is none."""
+    if importlib.util.find_spec("torch") is None:
+        return "none (torch not installed)"
+    import torch  # imported here: it takes seconds and the table needs it only for this
+
+    if not torch.cuda.is_available():
+        return "none (CUDA not available)"
+    return torch.cuda.get_device_name(0)
+
+
+def describe_environment(repo: str | Path = ".") -> list[str]:
+    """Lines saying when, from which commit, with which packages and on what machine."""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return [
+        f"date: {now}",
+        f"git commit: {git_revision(repo)}",
+        f"python: {platform.python_version()}",
+        *(f"{name}: {package_version(name)}" for name in VERSIONED_PACKAGES),
+        f"CPU: {cpu_model()} × {os.cpu_count()}",
+        f"GPU: {gpu_name()}",
+    ]

@@ -1,0 +1,132 @@
+"""Shared pieces of the training loops: padding, optimiser schedule, resumable epochs."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sslgrid.train.checkpoint import (
+    load_newest_checkpoint,
+    rng_state,
+    save_epoch_checkpoint,
+    set_rng_state,
+)
+
+log = logging.getLogger(__name__)
+
+
+def pad_sequences(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (T_i, ...) tensors into (B, T_max, ...) with zeros, plus their lengths."""
+    lengths = torch.tensor([s.shape[0] for s in seqs])
+    out = seqs[0].new_zeros((len(seqs), int(lengths.max()), *seqs[0].shape[1:]))
+    for i, s in enumerate(seqs):
+        out[i, : s.shape[0]] = s
+    return out, lengths
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up, then cosine decay to 5% of the peak."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+@dataclass
+class TrainState:
+    """Everything a rerun needs to continue where a killed run stopped."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    config: dict[str, Any]
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "config": self.config,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "rng": rng_state(),
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.step, self.epoch = ckpt["step"], ckpt["epoch"]
+        self.history, self.best = ckpt["history"], ckpt.get("best")
+        set_rng_state(ckpt["rng"])
+
+
+def run_epochs(
+    state: TrainState,
+    epochs: int,
+    ckpt_dir: Path,
+    train_epoch: Callable[[int], dict[str, float]],
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    select_key: str | None = None,
+) -> TrainState:
+    """Run the remaining epochs, checkpointing after each; resume from the newest checkpoint.
+
+    ``train_epoch(epoch)`` trains one epoch and returns its metrics; ``evaluate`` returns
+    held-out metrics. When ``select_key`` is given, the model with the lowest value of that
+    metric is kept in ``state.best``.
+    """
+    ckpt = load_newest_checkpoint(ckpt_dir)
+    if ckpt is not None:
+        if ckpt["config"] != state.config:
+            raise ValueError(
+                f"checkpoints in {ckpt_dir} were written with a different configuration; "
+                "delete the folder to start over"
+            )
+        state.restore(ckpt)
+    while state.epoch < epochs:
+        started = time.monotonic()
+        metrics = {"epoch": state.epoch + 1, **train_epoch(state.epoch)}
+        if evaluate is not None:
+            metrics.update(evaluate())
+        metrics["seconds"] = round(time.monotonic() - started, 1)
+        state.epoch += 1
+        state.history.append(metrics)
+        if select_key is not None and (
+            state.best is None or metrics[select_key] < state.best["metrics"][select_key]
+        ):
+            state.best = {"metrics": metrics, "model": clone_state(state.model)}
+        log.info("epoch %d/%d: %s", state.epoch, epochs,
+                 ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"))
+        save_epoch_checkpoint(ckpt_dir, state.epoch, state.to_checkpoint())
+    return state
+
+
+def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def write_history(history: list[dict[str, float]], path: Path) -> None:
+    """Per-epoch metrics as a TSV beside the model, for plotting the loss curve."""
+    if not history:
+        return
+    keys = list(history[0])
+    lines = ["\t".join(keys)] + ["\t".join(str(h.get(k, "")) for k in keys) for h in history]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,77 @@
+"""Pre-training an fbank-based upstream on cached features."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from sslgrid.features.store import FeatureCache
+from sslgrid.models.upstream import FbankUpstream
+from sslgrid.train.batching import duration_batches
+from sslgrid.train.checkpoint import atomic_save
+from sslgrid.train.loop import TrainState, pad_sequences, run_epochs, warmup_cosine, write_history
+
+log = logging.getLogger(__name__)
+
+
+def pretrain_upstream(
+    model: FbankUpstream,
+    cache: FeatureCache,
+    config: dict[str, Any],
+    out_path: Path,
+    epochs: int,
+    batch_frames: int,
+    learning_rate: float,
+    seed: int,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> TrainState:
+    """Train ``model.pretrain_loss`` for ``epochs`` epochs; write ``out_path`` at the end.
+
+    Checkpoints go to ``<out_path's folder>/checkpoints`` after every epoch, and a rerun of
+    the same configuration resumes from the newest one. ``config`` is stored in every
+    checkpoint and must describe the run completely (it decides whether resuming is allowed).
+    """
+    torch.manual_seed(seed)
+    feats = [model.frontend.normalise(f.float()) for f in cache.feats]
+    if max_frames is not None:
+        feats = [f[:max_frames] for f in feats]
+    lengths = [f.shape[0] for f in feats]
+    steps_per_epoch = len(duration_batches(lengths, batch_frames, seed, shuffle=False))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(epochs * steps_per_epoch, max(1, steps_per_epoch // 2))
+    )
+    state = TrainState(model, optimizer, scheduler, config)
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        model.train()
+        batches = duration_batches(lengths, batch_frames, seed + epoch)
+        total, frames = 0.0, 0
+        bar = tqdm(batches, desc=f"pretrain epoch {epoch + 1}/{epochs}", disable=not progress,
+                   mininterval=2)
+        for batch in bar:
+            x, x_len = pad_sequences([feats[i] for i in batch])
+            loss = model.pretrain_loss(x, x_len)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite pre-training loss at step {state.step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            n = int(x_len.sum())
+            total += loss.item() * n
+            frames += n
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        return {"train_loss": total / max(frames, 1), "lr": scheduler.get_last_lr()[0]}
+
+    run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch)
+    atomic_save(state.to_checkpoint(), out_path)
+    write_history(state.history, out_path.with_name("history.tsv"))
+    return state
