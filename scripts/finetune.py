@@ -38,11 +38,12 @@ def main() -> None:
     parser.add_argument("--pretrained", type=Path, help="pre-trained upstream checkpoint")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--log", type=Path)
     args = parser.parse_args()
     setup_logging(args.log)
     config = load_config(args.config)
-    torch.set_num_threads(config["threads"])
+    torch.set_num_threads(args.threads)
     ft = config["finetune"]
     corpus = ft["corpus"]
     fbank = FbankConfig(**config["features"])

@@ -27,11 +27,12 @@ def main() -> None:
     parser.add_argument("--amount", required=True, help="'all' or hours such as '0.5h'")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--log", type=Path)
     args = parser.parse_args()
     setup_logging(args.log)
     config = load_config(args.config)
-    torch.set_num_threads(config["threads"])
+    torch.set_num_threads(args.threads)
     pt = config["pretrain"]
 
     cache = load_cache(args.data_dir / "features" / args.pool / "fbank_train.pt")

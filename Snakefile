@@ -1,0 +1,67 @@
+# sslgrid: self-supervised speech pre-training compared on Flemish Dutch.
+# `snakemake --cores 8 results/wer_table.csv` builds the whole grid described by config.yaml.
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from sslgrid.config import validate_config  # noqa: E402
+from sslgrid.grid import NO_PRETRAIN, finetune_label, upstream_cells  # noqa: E402
+
+
+configfile: "config.yaml"
+
+
+_validated = validate_config(dict(config), source="config (config.yaml + --configfile/--config)")
+config.clear()
+config.update(_validated)
+
+# The scripts read the effective configuration (config files plus --config overrides) from one
+# file; rules also list their own settings as params, so a change reruns only what it touches.
+EFFECTIVE_CONFIG = Path(".snakemake/sslgrid/config.yaml")
+EFFECTIVE_CONFIG.parent.mkdir(parents=True, exist_ok=True)
+EFFECTIVE_CONFIG.write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
+
+PYTHON = sys.executable
+# Torch threads per job: never more than the machine has, whatever --cores says.
+MACHINE_CORES = os.cpu_count() or 1
+
+
+def settings(*keys):
+    """JSON of the config sections a rule depends on (a rerun trigger)."""
+    node = config
+    for key in keys:
+        node = node[key]
+    return json.dumps(node, sort_keys=True)
+
+
+wildcard_constraints:
+    corpus=r"[a-z0-9-]+",
+    pool=r"[a-z0-9-]+",
+    model=r"[a-z0-9]+",
+    amount=r"all|none|[0-9.]+h",
+    finetune=r"[a-z]+-[a-z0-9-]+",
+    split=r"train|dev|test",
+    decoder=r"greedy",
+
+
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/decode.smk"
+include: "workflow/rules/score.smk"
+
+
+rule all:
+    input:
+        "results/wer_table.csv",
+        "results/wer_table.md",
+    default_target: True

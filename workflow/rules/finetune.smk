@@ -1,0 +1,35 @@
+# finetune: CTC recogniser on a frozen upstream; the fbank baseline has no pre-trained input.
+
+
+def pretrained_input(w):
+    if w.model == "fbank":
+        return []
+    return f"results/pretrain/{w.model}/{w.pool}/{w.amount}/model.pt"
+
+
+def finetune_corpus_inputs(w):
+    corpus = config["finetune"]["corpus"]
+    return expand(
+        "data/features/{corpus}/{name}",
+        corpus=corpus,
+        name=["fbank_train.pt", "fbank_dev.pt", "cmvn.pt"],
+    ) + expand("data/manifests/{corpus}/cuts_{split}.jsonl.gz", corpus=corpus, split=["train", "dev"])
+
+
+rule finetune:
+    input:
+        pretrained=pretrained_input,
+        data=finetune_corpus_inputs,
+    output:
+        model="results/finetune/{model}/{pool}/{amount}/{finetune}/model.pt",
+        history="results/finetune/{model}/{pool}/{amount}/{finetune}/history.tsv",
+    params:
+        settings=lambda w: json.dumps([config["finetune"], config["features"], config["seed"]], sort_keys=True),
+        pretrained=lambda w, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
+        torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
+    threads: workflow.cores
+    log:
+        "logs/finetune/{model}/{pool}/{amount}/{finetune}.log",
+    shell:
+        "{PYTHON} scripts/finetune.py --config {EFFECTIVE_CONFIG} --upstream {wildcards.model}"
+        " {params.pretrained} --out {output.model} --threads {params.torch_threads} --log {log}"

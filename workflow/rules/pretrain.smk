@@ -1,0 +1,25 @@
+# pretrain: one upstream per model, pool and amount of audio (nested subsets by hours).
+
+
+rule pretrain:
+    input:
+        feats="data/features/{pool}/fbank_train.pt",
+        cmvn="data/features/{pool}/cmvn.pt",
+        cuts="data/manifests/{pool}/cuts_train.jsonl.gz",
+    output:
+        model="results/pretrain/{model}/{pool}/{amount}/model.pt",
+        history="results/pretrain/{model}/{pool}/{amount}/history.tsv",
+    params:
+        settings=lambda w: json.dumps(
+            [config["models"][w.model], config["pretrain"], config["features"], config["seed"]],
+            sort_keys=True,
+        ),
+        torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
+    # Training claims every core Snakemake was given, so jobs do not fight over a small machine.
+    threads: workflow.cores
+    log:
+        "logs/pretrain/{model}/{pool}/{amount}.log",
+    shell:
+        "{PYTHON} scripts/pretrain.py --config {EFFECTIVE_CONFIG} --model {wildcards.model}"
+        " --pool {wildcards.pool} --amount {wildcards.amount} --out {output.model}"
+        " --threads {params.torch_threads} --log {log}"

@@ -1,0 +1,41 @@
+# score: WER/CER with bootstrap intervals per cell and test set; table: all cells in one file.
+
+
+def all_scores():
+    scores = []
+    ft = finetune_label(config)
+    for cell in upstream_cells(config):
+        for test_set in config["test_sets"]:
+            for decoder in config["decode"]["decoders"]:
+                scores.append(f"results/decode/{cell.path}/{ft}/{test_set}/{decoder}/score.json")
+    return scores
+
+
+rule score:
+    input:
+        hyps="results/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}/hyps.jsonl",
+        cuts="data/manifests/{corpus}/cuts_{split}.jsonl.gz",
+    output:
+        score="results/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}/score.json",
+        per_utt="results/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}/per_utt.tsv",
+    log:
+        "logs/score/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}.log",
+    shell:
+        "{PYTHON} scripts/score.py --cuts {input.cuts} --hyps {input.hyps}"
+        " --coord model={wildcards.model} --coord pool={wildcards.pool}"
+        " --coord amount={wildcards.amount} --coord finetune={wildcards.finetune}"
+        " --coord decoder={wildcards.decoder} --coord corpus={wildcards.corpus}"
+        " --coord split={wildcards.split} --seed {config[seed]}"
+        " --out {output.score} --per-utt {output.per_utt} 2> {log}"
+
+
+rule wer_table:
+    input:
+        all_scores(),
+    output:
+        csv="results/wer_table.csv",
+        md="results/wer_table.md",
+    log:
+        "logs/wer_table.log",
+    shell:
+        "{PYTHON} scripts/make_table.py --scores {input} --csv {output.csv} --md {output.md} 2> {log}"
