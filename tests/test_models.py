@@ -1,0 +1,136 @@
+"""Upstream interface, APC pre-training, the downstream recogniser and greedy decoding."""
+
+import pytest
+import torch
+
+from sslgrid.asr.downstream import CTCRecogniser, DownstreamConfig, greedy_decode
+from sslgrid.asr.tokenizer import CharTokenizer
+from sslgrid.features.fbank import FbankConfig, LogMelFbank, num_frames
+from sslgrid.models.apc import APC, APCConfig, apc_paper
+from sslgrid.models.factory import build_upstream, upstream_from_spec, upstream_spec
+
+FBANK = FbankConfig()
+
+
+def test_fbank_frames_and_lengths():
+    frontend = LogMelFbank(FBANK)
+    wavs = torch.randn(2, 16000)
+    feats, lengths = frontend(wavs, torch.tensor([16000, 8000]))
+    assert feats.shape == (2, 100, 80)
+    assert lengths.tolist() == [100, 50]
+    assert num_frames(8000, 160) == 50
+
+
+def test_cached_features_match_the_waveform_path():
+    torch.manual_seed(0)
+    model = APC(APCConfig(num_layers=2, hidden_size=32), FBANK).eval()
+    wav = torch.randn(16000) * 0.1
+    from_wav = model(wav[None], torch.tensor([16000])).hidden_states[-1]
+    feats = model.frontend.normalise(model.frontend.raw(wav))[None]
+    from_cache = model.forward_features(feats, torch.tensor([feats.shape[1]])).hidden_states[-1]
+    torch.testing.assert_close(from_wav, from_cache, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name,args", [("fbank", {}), ("apc", {"num_layers": 3, "hidden_size": 48})])
+def test_upstream_contract(name, args):
+    model = build_upstream(name, args, FBANK)
+    out = model(torch.randn(3, 12000), torch.tensor([12000, 9000, 4000]))
+    assert len(out.hidden_states) == model.num_layers
+    shapes = {h.shape for h in out.hidden_states}
+    assert shapes == {(3, 75, model.output_dim)}
+    assert out.lengths.tolist() == [75, 56, 25]
+    assert model.downsample_rate == 160
+
+
+def test_apc_paper_size_matches_the_reference_table():
+    model = APC(apc_paper(), FBANK)
+    params = sum(p.numel() for p in model.parameters())
+    assert model.output_dim == 512
+    assert abs(params - 4.1e6) / 4.1e6 < 0.10
+
+
+def test_apc_is_causal():
+    model = APC(APCConfig(num_layers=2, hidden_size=16, dropout=0.0), FBANK).eval()
+    x = torch.randn(1, 40, 80)
+    y = x.clone()
+    y[:, 30:] = torch.randn(1, 10, 80)
+    a = model.forward_features(x, torch.tensor([40])).hidden_states[-1]
+    b = model.forward_features(y, torch.tensor([40])).hidden_states[-1]
+    torch.testing.assert_close(a[:, :30], b[:, :30])
+    assert not torch.allclose(a[:, 30:], b[:, 30:])
+
+
+def test_apc_loss_falls_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model = APC(APCConfig(num_layers=2, hidden_size=64, prediction_shift=2, dropout=0.0), FBANK)
+    t = torch.arange(120).float()
+    # Smooth, predictable "features": sinusoids with a per-utterance phase.
+    x = torch.stack([torch.sin(0.2 * t[:, None] + torch.linspace(0, 3, 80) + k) for k in range(4)])
+    lengths = torch.tensor([120, 100, 80, 60])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = model.pretrain_loss(x, lengths)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_apc_loss_ignores_padding():
+    model = APC(APCConfig(num_layers=1, hidden_size=16, prediction_shift=2), FBANK).eval()
+    x = torch.randn(1, 30, 80)
+    padded = torch.cat([x, 100 * torch.randn(1, 20, 80)], dim=1)
+    a = model.pretrain_loss(x, torch.tensor([30]))
+    b = model.pretrain_loss(padded, torch.tensor([30]))
+    torch.testing.assert_close(a, b)
+
+
+def test_spec_round_trip_rebuilds_the_same_architecture():
+    spec = upstream_spec("apc", {"num_layers": 2, "hidden_size": 24}, FBANK)
+    model = upstream_from_spec(spec)
+    assert isinstance(model, APC) and model.output_dim == 24 and model.num_layers == 2
+
+
+def test_recogniser_output_lengths_follow_subsampling():
+    model = CTCRecogniser(16, 3, 10, DownstreamConfig(num_layers=1, hidden_size=8, subsample=3))
+    layers = torch.randn(3, 2, 31, 16)
+    log_probs, lengths = model(layers, torch.tensor([31, 20]))
+    assert log_probs.shape == (2, 11, 10)
+    assert lengths.tolist() == [11, 7]
+    torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 11))
+
+
+def test_recogniser_learns_a_fixed_mapping():
+    torch.manual_seed(0)
+    tok = CharTokenizer.from_texts(["ab ba"])
+    model = CTCRecogniser(8, 1, len(tok), DownstreamConfig(num_layers=1, hidden_size=32,
+                                                          dropout=0.0, subsample=1))
+    x = torch.randn(1, 2, 20, 8)
+    targets = [torch.tensor(tok.encode("ab")), torch.tensor(tok.encode("ba"))]
+    ctc = torch.nn.CTCLoss(zero_infinity=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        lp, lens = model(x, torch.tensor([20, 20]))
+        loss = ctc(lp.transpose(0, 1), torch.cat(targets), lens, torch.tensor([2, 2]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    lp, lens = model(x, torch.tensor([20, 20]))
+    assert [tok.decode(h) for h in greedy_decode(lp, lens)] == ["ab", "ba"]
+
+
+def test_greedy_decode_collapses_repeats_and_drops_blanks():
+    # frames: a a <b> a b b <b>  ->  "a a b" in symbol ids 1 1 2
+    ids = torch.tensor([[1, 1, 0, 1, 2, 2, 0, 2]])
+    log_probs = torch.nn.functional.one_hot(ids, 3).float().log()
+    assert greedy_decode(log_probs, torch.tensor([7])) == [[1, 1, 2]]
+
+
+def test_tokenizer_round_trip_and_unknown_characters():
+    tok = CharTokenizer.from_texts(["één twee", "drie"])
+    assert tok.decode(tok.encode("twee één")) == "twee één"
+    assert tok.unknown("vier") == {"v"}
+    assert tok.encode("vier") == tok.encode("ier")
