@@ -28,9 +28,9 @@ recognised hypotheses are compared in. The rules, applied in this order:
    ``apenstaartje``, ``°`` → ``graden``; currencies follow their amount as in speech:
    ``€5`` → ``vijf euro`` (also ``$`` dollar, ``£`` pond).
 6. **Punctuation** and any other non-letter is removed (it becomes a word break); this
-   includes numeric characters that are not digits (``½``, ``²``). Hyphens always separate words, also
-   between letters: ``LC-10`` → ``lc tien``, ``e-mail`` → ``e mail``; one rule for all
-   hyphens keeps reference and hypothesis tokenised the same way whatever the writer chose.
+   includes numeric characters that are not digits (``½``, ``²``). Hyphens always separate
+   words, also between letters: ``LC-10`` → ``lc tien``, ``e-mail`` → ``e mail``; one rule
+   for all hyphens keeps reference and hypothesis tokenised alike whatever the writer chose.
 7. **Apostrophes** are kept where they are part of a word: between two letters (``zo'n``,
    ``auto's``) and at the start of the clitics ``'t 's 'n 'k 'm 'r 'ns``. All others (quote
    marks, ``'80``, a trailing possessive ``'``) are removed.
