@@ -2,7 +2,6 @@
 # `snakemake --cores 8 results/wer_table.csv` builds the whole grid described by config.yaml.
 import json
 import os
-import shlex
 import sys
 from pathlib import Path
 

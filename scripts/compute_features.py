@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
+from sslgrid.config import load_config
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import cmvn_of, compute_cache, save_cache
 from sslgrid.logs import setup_logging
@@ -20,16 +21,14 @@ def main() -> None:
     parser.add_argument("--manifest-dir", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--splits", nargs="+", default=["train", "dev", "test"])
-    parser.add_argument("--num-mel-bins", type=int, default=80)
-    parser.add_argument("--frame-length-ms", type=float, default=25.0)
-    parser.add_argument("--frame-shift-ms", type=float, default=10.0)
+    parser.add_argument("--config", type=Path, required=True, help="sslgrid config file")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log", type=Path)
     args = parser.parse_args()
     setup_logging(args.log)
     torch.set_num_threads(args.threads)
 
-    config = FbankConfig(args.num_mel_bins, args.frame_length_ms, args.frame_shift_ms)
+    config = FbankConfig(**load_config(args.config)["features"])
     for split in args.splits:
         cuts = CutSet.from_file(args.manifest_dir / f"cuts_{split}.jsonl.gz")
         cache = compute_cache(cuts, config)

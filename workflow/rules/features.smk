@@ -16,7 +16,5 @@ rule features:
     shell:
         "{PYTHON} scripts/compute_features.py --manifest-dir data/manifests/{wildcards.corpus}"
         " --out-dir data/features/{wildcards.corpus}"
-        " --num-mel-bins {config[features][num_mel_bins]}"
-        " --frame-length-ms {config[features][frame_length_ms]}"
-        " --frame-shift-ms {config[features][frame_shift_ms]}"
+        " --config {EFFECTIVE_CONFIG}"
         " --threads {threads} --log {log}"

@@ -1,0 +1,190 @@
+"""``dvc.yaml`` generated from the grid, so ``dvc repro`` runs the same stages as Snakemake.
+
+Each stage family iterates (``foreach``) over the grid cells that config.yaml asks for, so
+``dvc repro pretrain@apc-fillets-nl-all`` rebuilds exactly that cell and what it needs.
+Regenerate with ``python scripts/write_dvc_yaml.py`` after changing the grid's axes; a test
+checks that the committed file matches config.yaml.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from sslgrid.grid import finetune_label, upstream_cells
+
+CONFIG = "config.yaml"
+SPLITS = ("train", "dev", "test")
+
+
+def stage_key(*parts: str) -> str:
+    return "-".join(parts).replace(".", "_")
+
+
+def corpus_stage(config: dict[str, Any]) -> dict[str, Any]:
+    names = sorted({*config["pretrain"]["pools"], config["finetune"]["corpus"],
+                    *(t.split("/")[0] for t in config["test_sets"])})
+    return {
+        "foreach": {name: {"corpus": name} for name in names},
+        "do": {
+            "cmd": "python scripts/prepare_corpus.py --config config.yaml --corpus ${item.corpus}"
+            " --download-dir data/downloads --audio-dir data/audio/${item.corpus}"
+            " --manifest-dir data/manifests/${item.corpus} --no-progress",
+            "deps": ["scripts/prepare_corpus.py", "src/sslgrid/corpora", "src/sslgrid/text.py",
+                     "src/sslgrid/audio.py"],
+            "params": [{CONFIG: ["seed", "corpora.${item.corpus}"]}],
+            "outs": [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS]
+            + ["data/manifests/${item.corpus}/report.json", "data/audio/${item.corpus}"],
+        },
+    }
+
+
+def features_stage(corpora: list[str]) -> dict[str, Any]:
+    return {
+        "foreach": {name: {"corpus": name} for name in corpora},
+        "do": {
+            "cmd": "python scripts/compute_features.py --config config.yaml"
+            " --manifest-dir data/manifests/${item.corpus} --out-dir data/features/${item.corpus}",
+            "deps": ["scripts/compute_features.py", "src/sslgrid/features"]
+            + [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS],
+            "params": [{CONFIG: ["features"]}],
+            "outs": [f"data/features/${{item.corpus}}/fbank_{s}.pt" for s in SPLITS]
+            + ["data/features/${item.corpus}/cmvn.pt"],
+        },
+    }
+
+
+def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
+    cells = [c for c in upstream_cells(config) if c.model != "fbank"]
+    out = "results/pretrain/${item.model}/${item.pool}/${item.amount}"
+    return {
+        "foreach": {stage_key(c.model, c.pool, c.amount): c.__dict__ for c in cells},
+        "do": {
+            "cmd": "python scripts/pretrain.py --config config.yaml --model ${item.model}"
+            " --pool ${item.pool} --amount ${item.amount}"
+            f" --out {out}/model.pt",
+            "deps": ["scripts/pretrain.py", "src/sslgrid/models", "src/sslgrid/train",
+                     "data/features/${item.pool}/fbank_train.pt",
+                     "data/features/${item.pool}/cmvn.pt",
+                     "data/manifests/${item.pool}/cuts_train.jsonl.gz"],
+            "params": [{CONFIG: ["seed", "features", "pretrain", "models.${item.model}"]}],
+            "outs": [f"{out}/model.pt"],
+            "metrics": [{f"{out}/history.tsv": {"cache": False}}],
+        },
+    }
+
+
+def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
+    corpus = config["finetune"]["corpus"]
+    ft = finetune_label(config)
+    items = {}
+    for c in upstream_cells(config):
+        item = {**c.__dict__, "finetune": ft,
+                "pretrained": "" if c.model == "fbank" else
+                f"--pretrained results/pretrain/{c.path}/model.pt"}
+        items[stage_key(c.model, c.pool, c.amount, ft)] = item
+    out = "results/finetune/${item.model}/${item.pool}/${item.amount}/${item.finetune}"
+    return {
+        "foreach": items,
+        "do": {
+            "cmd": "python scripts/finetune.py --config config.yaml --upstream ${item.model}"
+            f" ${{item.pretrained}} --out {out}/model.pt",
+            "deps": ["scripts/finetune.py", "src/sslgrid/asr", "src/sslgrid/train",
+                     f"data/features/{corpus}/fbank_train.pt",
+                     f"data/features/{corpus}/fbank_dev.pt",
+                     f"data/features/{corpus}/cmvn.pt"],
+            "params": [{CONFIG: ["seed", "features", "finetune"]}],
+            "outs": [f"{out}/model.pt"],
+            "metrics": [{f"{out}/history.tsv": {"cache": False}}],
+        },
+    }
+
+
+def decode_items(config: dict[str, Any]) -> dict[str, dict[str, str]]:
+    ft = finetune_label(config)
+    items = {}
+    for c in upstream_cells(config):
+        for test_set in config["test_sets"]:
+            corpus, split = test_set.split("/")
+            for decoder in config["decode"]["decoders"]:
+                key = stage_key(c.model, c.pool, c.amount, ft, corpus, split, decoder)
+                items[key] = {**c.__dict__, "finetune": ft, "corpus": corpus, "split": split,
+                              "decoder": decoder}
+    return items
+
+
+CELL_DIR = ("results/decode/${item.model}/${item.pool}/${item.amount}/${item.finetune}"
+            "/${item.corpus}/${item.split}/${item.decoder}")
+
+
+def decode_stage(config: dict[str, Any]) -> dict[str, Any]:
+    model = "results/finetune/${item.model}/${item.pool}/${item.amount}/${item.finetune}/model.pt"
+    return {
+        "foreach": decode_items(config),
+        "do": {
+            "cmd": f"python scripts/decode.py --model {model}"
+            " --features data/features/${item.corpus}/fbank_${item.split}.pt"
+            " --cuts data/manifests/${item.corpus}/cuts_${item.split}.jsonl.gz"
+            f" --decoder ${{item.decoder}} --out {CELL_DIR}/hyps.jsonl",
+            "deps": ["scripts/decode.py", model,
+                     "data/features/${item.corpus}/fbank_${item.split}.pt"],
+            "outs": [f"{CELL_DIR}/hyps.jsonl"],
+        },
+    }
+
+
+def score_stage(config: dict[str, Any]) -> dict[str, Any]:
+    coords = " ".join(f"--coord {k}=${{item.{k}}}" for k in
+                      ("model", "pool", "amount", "finetune", "decoder", "corpus", "split"))
+    return {
+        "foreach": decode_items(config),
+        "do": {
+            "cmd": "python scripts/score.py"
+            " --cuts data/manifests/${item.corpus}/cuts_${item.split}.jsonl.gz"
+            f" --hyps {CELL_DIR}/hyps.jsonl {coords}"
+            f" --out {CELL_DIR}/score.json --per-utt {CELL_DIR}/per_utt.tsv",
+            "deps": ["scripts/score.py", "src/sslgrid/metrics", f"{CELL_DIR}/hyps.jsonl"],
+            "params": [{CONFIG: ["seed"]}],
+            "outs": [{f"{CELL_DIR}/per_utt.tsv": {"cache": False}}],
+            "metrics": [{f"{CELL_DIR}/score.json": {"cache": False}}],
+        },
+    }
+
+
+def table_stage(config: dict[str, Any]) -> dict[str, Any]:
+    scores = [
+        f"results/decode/{i['model']}/{i['pool']}/{i['amount']}/{i['finetune']}/{i['corpus']}"
+        f"/{i['split']}/{i['decoder']}/score.json"
+        for i in decode_items(config).values()
+    ]
+    return {
+        "cmd": "python scripts/make_table.py --scores " + " ".join(scores)
+        + " --csv results/wer_table.csv --md results/wer_table.md",
+        "deps": ["scripts/make_table.py", *scores],
+        "outs": [{"results/wer_table.csv": {"cache": False}},
+                 {"results/wer_table.md": {"cache": False}}],
+    }
+
+
+def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
+    feature_corpora = sorted({*config["pretrain"]["pools"], config["finetune"]["corpus"],
+                              *(t.split("/")[0] for t in config["test_sets"])})
+    stages = {
+        "corpus": corpus_stage(config),
+        "features": features_stage(feature_corpora),
+        "finetune": finetune_stage(config),
+        "decode": decode_stage(config),
+        "score": score_stage(config),
+        "wer_table": table_stage(config),
+    }
+    if any(c.model != "fbank" for c in upstream_cells(config)):
+        stages = {**dict(list(stages.items())[:2]), "pretrain": pretrain_stage(config),
+                  **dict(list(stages.items())[2:])}
+    return {"stages": stages}
+
+
+def render(config: dict[str, Any]) -> str:
+    header = ("# Generated from config.yaml by scripts/write_dvc_yaml.py; do not edit by hand.\n"
+              "# Run inside the project's environment (. .venv/bin/activate) or via `make repro`.\n")
+    return header + yaml.safe_dump(build_pipeline(config), sort_keys=False, width=1000)
