@@ -34,8 +34,13 @@ def main() -> None:
         cache = compute_cache(cuts, config)
         save_cache(cache, args.out_dir / f"fbank_{split}.pt")
         frames = sum(cache.frames())
-        logging.info("%s: %d utterances, %d frames (%.2f h)", split, len(cache), frames,
-                     frames * config.frame_shift_ms / 1000 / 3600)
+        logging.info(
+            "%s: %d utterances, %d frames (%.2f h)",
+            split,
+            len(cache),
+            frames,
+            frames * config.frame_shift_ms / 1000 / 3600,
+        )
         if split == "train":
             stats = cmvn_of(cache)
             atomic_save(stats, args.out_dir / "cmvn.pt")

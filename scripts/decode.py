@@ -19,7 +19,9 @@ from sslgrid.logs import setup_logging
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, required=True, help="fine-tuning checkpoint")
-    parser.add_argument("--features", type=Path, required=True, help="feature cache of the test set")
+    parser.add_argument(
+        "--features", type=Path, required=True, help="feature cache of the test set"
+    )
     parser.add_argument("--cuts", type=Path, required=True, help="Lhotse cuts of the test set")
     parser.add_argument("--decoder", default="greedy", choices=["greedy"])
     parser.add_argument("--batch-seconds", type=float, default=120.0)
@@ -34,10 +36,12 @@ def main() -> None:
     cache = load_cache(args.features)
     hop_s = recogniser.upstream.downsample_rate / 16000
     encoded = encode_frozen(recogniser.upstream, cache, int(args.batch_seconds / hop_s))
-    hyps = transcribe(recogniser.downstream, recogniser.tokenizer, encoded,
-                      int(args.batch_seconds / hop_s))
-    sup_id = {cut.id: cut.supervisions[0].id for cut in CutSet.from_file(args.cuts)
-              if cut.supervisions}
+    hyps = transcribe(
+        recogniser.downstream, recogniser.tokenizer, encoded, int(args.batch_seconds / hop_s)
+    )
+    sup_id = {
+        cut.id: cut.supervisions[0].id for cut in CutSet.from_file(args.cuts) if cut.supervisions
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:

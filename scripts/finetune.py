@@ -18,13 +18,20 @@ from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
 
 
-def transcripts(cuts_path: Path, cache: FeatureCache, max_frames: int) -> tuple[FeatureCache, list[str]]:
+def transcripts(
+    cuts_path: Path, cache: FeatureCache, max_frames: int
+) -> tuple[FeatureCache, list[str]]:
     """Pair each cached utterance with its normalised transcript; drop over-long ones."""
-    texts = {cut.id: " ".join(s.text for s in cut.supervisions) for cut in CutSet.from_file(cuts_path)}
+    texts = {
+        cut.id: " ".join(s.text for s in cut.supervisions) for cut in CutSet.from_file(cuts_path)
+    }
     keep = [i for i, n in zip(cache.ids, cache.frames(), strict=True) if n <= max_frames]
     if len(keep) < len(cache):
-        logging.warning("%s: %d utterances longer than the maximum are left out", cuts_path,
-                        len(cache) - len(keep))
+        logging.warning(
+            "%s: %d utterances longer than the maximum are left out",
+            cuts_path,
+            len(cache) - len(keep),
+        )
     missing = [i for i in keep if i not in texts]
     if missing:
         raise KeyError(f"{cuts_path}: no transcript for cached utterances {missing[:5]}")
@@ -58,15 +65,19 @@ def main() -> None:
         if args.pretrained is None:
             parser.error(f"--pretrained is required for upstream {args.upstream!r}")
         upstream = load_upstream(args.pretrained)
-        spec = torch.load(args.pretrained, map_location="cpu", weights_only=False)["config"]["upstream"]
+        spec = torch.load(args.pretrained, map_location="cpu", weights_only=False)["config"][
+            "upstream"
+        ]
 
     max_frames = int(ft["max_utterance_seconds"] / shift_s)
     feats = args.data_dir / "features" / corpus
     manifests = args.data_dir / "manifests" / corpus
-    train = transcripts(manifests / "cuts_train.jsonl.gz", load_cache(feats / "fbank_train.pt"),
-                        max_frames)
-    dev = transcripts(manifests / "cuts_dev.jsonl.gz", load_cache(feats / "fbank_dev.pt"),
-                      max_frames)
+    train = transcripts(
+        manifests / "cuts_train.jsonl.gz", load_cache(feats / "fbank_train.pt"), max_frames
+    )
+    dev = transcripts(
+        manifests / "cuts_dev.jsonl.gz", load_cache(feats / "fbank_dev.pt"), max_frames
+    )
     downstream = DownstreamConfig(**ft["downstream"])
     run_config = {
         "upstream": spec,
@@ -74,14 +85,21 @@ def main() -> None:
         "corpus": corpus,
         "mode": ft["mode"],
         "downstream": downstream.to_dict(),
-        "training": {k: ft[k] for k in ("epochs", "batch_seconds", "learning_rate",
-                                         "max_utterance_seconds")},
+        "training": {
+            k: ft[k] for k in ("epochs", "batch_seconds", "learning_rate", "max_utterance_seconds")
+        },
         "seed": config["seed"],
     }
-    logging.info("fine-tuning on %s: %d train, %d dev utterances", corpus, len(train[1]),
-                 len(dev[1]))
+    logging.info(
+        "fine-tuning on %s: %d train, %d dev utterances", corpus, len(train[1]), len(dev[1])
+    )
     finetune_frozen(
-        upstream, train, dev, downstream, run_config, args.out,
+        upstream,
+        train,
+        dev,
+        downstream,
+        run_config,
+        args.out,
         epochs=ft["epochs"],
         batch_frames=int(ft["batch_seconds"] / shift_s),
         learning_rate=ft["learning_rate"],

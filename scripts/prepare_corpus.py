@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     config = load_config(args.config)
     if args.corpus not in config["corpora"]:
-        raise SystemExit(f"{args.config}: no corpus {args.corpus!r} under corpora; "
-                         f"defined: {sorted(config['corpora'])}")
+        raise SystemExit(
+            f"{args.config}: no corpus {args.corpus!r} under corpora; "
+            f"defined: {sorted(config['corpora'])}"
+        )
     corpus = config["corpora"][args.corpus]
     report = prepare_fillets(
         corpus["packages"],

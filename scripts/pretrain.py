@@ -38,31 +38,42 @@ def main() -> None:
     cache = load_cache(args.data_dir / "features" / args.pool / "fbank_train.pt")
     cuts = CutSet.from_file(args.data_dir / "manifests" / args.pool / "cuts_train.jsonl.gz")
     durations = {cut.id: cut.duration for cut in cuts}
-    ids = nested_subset_by_hours(cache.ids, [durations[i] for i in cache.ids],
-                                 parse_amount(args.amount), config["seed"])
+    ids = nested_subset_by_hours(
+        cache.ids, [durations[i] for i in cache.ids], parse_amount(args.amount), config["seed"]
+    )
     cache = cache.subset(ids)
     fbank = FbankConfig(**config["features"])
     shift_s = fbank.frame_shift_ms / 1000
-    logging.info("pool %s, amount %s: %d utterances, %.3f h", args.pool, args.amount, len(ids),
-                 sum(cache.frames()) * shift_s / 3600)
+    logging.info(
+        "pool %s, amount %s: %d utterances, %.3f h",
+        args.pool,
+        args.amount,
+        len(ids),
+        sum(cache.frames()) * shift_s / 3600,
+    )
 
     arch = model_args(config, args.model)
     model = build_upstream(args.model, arch, fbank)
     cmvn = torch.load(args.data_dir / "features" / args.pool / "cmvn.pt")
     model.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
-    logging.info("%s: %.2f M parameters", args.model,
-                 sum(p.numel() for p in model.parameters()) / 1e6)
+    logging.info(
+        "%s: %.2f M parameters", args.model, sum(p.numel() for p in model.parameters()) / 1e6
+    )
     run_config = {
         "upstream": upstream_spec(args.model, arch, fbank),
         "pool": args.pool,
         "amount": args.amount,
         "utterances": len(ids),
-        "training": {k: pt[k] for k in ("epochs", "batch_seconds", "learning_rate",
-                                         "max_utterance_seconds")},
+        "training": {
+            k: pt[k] for k in ("epochs", "batch_seconds", "learning_rate", "max_utterance_seconds")
+        },
         "seed": config["seed"],
     }
     pretrain_upstream(
-        model, cache, run_config, args.out,
+        model,
+        cache,
+        run_config,
+        args.out,
         epochs=pt["epochs"],
         batch_frames=int(pt["batch_seconds"] / shift_s),
         learning_rate=pt["learning_rate"],

@@ -31,7 +31,9 @@ def test_cached_features_match_the_waveform_path():
     torch.testing.assert_close(from_wav, from_cache, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name,args", [("fbank", {}), ("apc", {"num_layers": 3, "hidden_size": 48})])
+@pytest.mark.parametrize(
+    "name,args", [("fbank", {}), ("apc", {"num_layers": 3, "hidden_size": 48})]
+)
 def test_upstream_contract(name, args):
     model = build_upstream(name, args, FBANK)
     out = model(torch.randn(3, 12000), torch.tensor([12000, 9000, 4000]))
@@ -105,8 +107,9 @@ def test_recogniser_output_lengths_follow_subsampling():
 def test_recogniser_learns_a_fixed_mapping():
     torch.manual_seed(0)
     tok = CharTokenizer.from_texts(["ab ba"])
-    model = CTCRecogniser(8, 1, len(tok), DownstreamConfig(num_layers=1, hidden_size=32,
-                                                          dropout=0.0, subsample=1))
+    model = CTCRecogniser(
+        8, 1, len(tok), DownstreamConfig(num_layers=1, hidden_size=32, dropout=0.0, subsample=1)
+    )
     x = torch.randn(1, 2, 20, 8)
     targets = [torch.tensor(tok.encode("ab")), torch.tensor(tok.encode("ba"))]
     ctc = torch.nn.CTCLoss(zero_infinity=True)

@@ -38,8 +38,17 @@ def run_pretrain(out, epochs, seed=3):
     torch.manual_seed(0)
     model = APC(APCConfig(num_layers=1, hidden_size=16), FBANK)
     config = {"upstream": upstream_spec("apc", {"num_layers": 1, "hidden_size": 16}, FBANK)}
-    state = pretrain_upstream(model, tiny_cache(), config, out, epochs=epochs, batch_frames=200,
-                              learning_rate=1e-3, seed=seed, progress=False)
+    state = pretrain_upstream(
+        model,
+        tiny_cache(),
+        config,
+        out,
+        epochs=epochs,
+        batch_frames=200,
+        learning_rate=1e-3,
+        seed=seed,
+        progress=False,
+    )
     return model, state
 
 
@@ -60,7 +69,7 @@ def test_killed_pretraining_process_resumes(tmp_path):
     out = tmp_path / "model.pt"
     code = f"""
 import os, signal, sys, torch
-sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})
+sys.path.insert(0, {str(__file__.rsplit("/", 1)[0])!r})
 import test_training as t
 import sslgrid.train.loop as loop
 original = loop.save_epoch_checkpoint
@@ -86,11 +95,22 @@ t.run_pretrain(__import__('pathlib').Path({str(out)!r}), epochs=3)
 def test_resume_refuses_a_different_configuration(tmp_path):
     run_pretrain(tmp_path / "model.pt", epochs=1)
     model = APC(APCConfig(num_layers=1, hidden_size=16), FBANK)
-    config = {"upstream": upstream_spec("apc", {"num_layers": 1, "hidden_size": 16}, FBANK),
-              "changed": True}
+    config = {
+        "upstream": upstream_spec("apc", {"num_layers": 1, "hidden_size": 16}, FBANK),
+        "changed": True,
+    }
     with pytest.raises(ValueError, match="different configuration"):
-        pretrain_upstream(model, tiny_cache(), config, tmp_path / "model.pt", epochs=2,
-                          batch_frames=200, learning_rate=1e-3, seed=3, progress=False)
+        pretrain_upstream(
+            model,
+            tiny_cache(),
+            config,
+            tmp_path / "model.pt",
+            epochs=2,
+            batch_frames=200,
+            learning_rate=1e-3,
+            seed=3,
+            progress=False,
+        )
 
 
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):

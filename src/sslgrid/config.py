@@ -156,8 +156,8 @@ def check_references(config: Mapping[str, Any], source: str) -> None:
                 f"models.{model}.size: {entry['size']!r} is not defined; "
                 f"allowed values: {sorted(entry['sizes'])}"
             )
-    missing_pretrain = set(config["finetune"]["upstreams"]) - {"fbank"} - set(
-        config["pretrain"]["models"]
+    missing_pretrain = (
+        set(config["finetune"]["upstreams"]) - {"fbank"} - set(config["pretrain"]["models"])
     )
     for model in sorted(missing_pretrain):
         problems.append(
@@ -165,4 +165,6 @@ def check_references(config: Mapping[str, Any], source: str) -> None:
             f"{config['pretrain']['models']}"
         )
     if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(f"{source}: {p}" for p in problems))
+        raise ConfigError(
+            "invalid configuration:\n  " + "\n  ".join(f"{source}: {p}" for p in problems)
+        )

@@ -23,16 +23,25 @@ def stage_key(*parts: str) -> str:
 
 
 def corpus_stage(config: dict[str, Any]) -> dict[str, Any]:
-    names = sorted({*config["pretrain"]["pools"], config["finetune"]["corpus"],
-                    *(t.split("/")[0] for t in config["test_sets"])})
+    names = sorted(
+        {
+            *config["pretrain"]["pools"],
+            config["finetune"]["corpus"],
+            *(t.split("/")[0] for t in config["test_sets"]),
+        }
+    )
     return {
         "foreach": {name: {"corpus": name} for name in names},
         "do": {
             "cmd": "python scripts/prepare_corpus.py --config config.yaml --corpus ${item.corpus}"
             " --download-dir data/downloads --audio-dir data/audio/${item.corpus}"
             " --manifest-dir data/manifests/${item.corpus} --no-progress",
-            "deps": ["scripts/prepare_corpus.py", "src/sslgrid/corpora", "src/sslgrid/text.py",
-                     "src/sslgrid/audio.py"],
+            "deps": [
+                "scripts/prepare_corpus.py",
+                "src/sslgrid/corpora",
+                "src/sslgrid/text.py",
+                "src/sslgrid/audio.py",
+            ],
             "params": [{CONFIG: ["seed", "corpora.${item.corpus}"]}],
             "outs": [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS]
             + ["data/manifests/${item.corpus}/report.json", "data/audio/${item.corpus}"],
@@ -64,10 +73,14 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
             "cmd": "python scripts/pretrain.py --config config.yaml --model ${item.model}"
             " --pool ${item.pool} --amount ${item.amount}"
             f" --out {out}/model.pt",
-            "deps": ["scripts/pretrain.py", "src/sslgrid/models", "src/sslgrid/train",
-                     "data/features/${item.pool}/fbank_train.pt",
-                     "data/features/${item.pool}/cmvn.pt",
-                     "data/manifests/${item.pool}/cuts_train.jsonl.gz"],
+            "deps": [
+                "scripts/pretrain.py",
+                "src/sslgrid/models",
+                "src/sslgrid/train",
+                "data/features/${item.pool}/fbank_train.pt",
+                "data/features/${item.pool}/cmvn.pt",
+                "data/manifests/${item.pool}/cuts_train.jsonl.gz",
+            ],
             "params": [{CONFIG: ["seed", "features", "pretrain", "models.${item.model}"]}],
             "outs": [f"{out}/model.pt"],
             "metrics": [{f"{out}/history.tsv": {"cache": False}}],
@@ -80,9 +93,13 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
     ft = finetune_label(config)
     items = {}
     for c in upstream_cells(config):
-        item = {**c.__dict__, "finetune": ft,
-                "pretrained": "" if c.model == "fbank" else
-                f"--pretrained results/pretrain/{c.path}/model.pt"}
+        item = {
+            **c.__dict__,
+            "finetune": ft,
+            "pretrained": ""
+            if c.model == "fbank"
+            else f"--pretrained results/pretrain/{c.path}/model.pt",
+        }
         items[stage_key(c.model, c.pool, c.amount, ft)] = item
     out = "results/finetune/${item.model}/${item.pool}/${item.amount}/${item.finetune}"
     return {
@@ -90,10 +107,14 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
         "do": {
             "cmd": "python scripts/finetune.py --config config.yaml --upstream ${item.model}"
             f" ${{item.pretrained}} --out {out}/model.pt",
-            "deps": ["scripts/finetune.py", "src/sslgrid/asr", "src/sslgrid/train",
-                     f"data/features/{corpus}/fbank_train.pt",
-                     f"data/features/{corpus}/fbank_dev.pt",
-                     f"data/features/{corpus}/cmvn.pt"],
+            "deps": [
+                "scripts/finetune.py",
+                "src/sslgrid/asr",
+                "src/sslgrid/train",
+                f"data/features/{corpus}/fbank_train.pt",
+                f"data/features/{corpus}/fbank_dev.pt",
+                f"data/features/{corpus}/cmvn.pt",
+            ],
             "params": [{CONFIG: ["seed", "features", "finetune"]}],
             "outs": [f"{out}/model.pt"],
             "metrics": [{f"{out}/history.tsv": {"cache": False}}],
@@ -109,13 +130,20 @@ def decode_items(config: dict[str, Any]) -> dict[str, dict[str, str]]:
             corpus, split = test_set.split("/")
             for decoder in config["decode"]["decoders"]:
                 key = stage_key(c.model, c.pool, c.amount, ft, corpus, split, decoder)
-                items[key] = {**c.__dict__, "finetune": ft, "corpus": corpus, "split": split,
-                              "decoder": decoder}
+                items[key] = {
+                    **c.__dict__,
+                    "finetune": ft,
+                    "corpus": corpus,
+                    "split": split,
+                    "decoder": decoder,
+                }
     return items
 
 
-CELL_DIR = ("results/decode/${item.model}/${item.pool}/${item.amount}/${item.finetune}"
-            "/${item.corpus}/${item.split}/${item.decoder}")
+CELL_DIR = (
+    "results/decode/${item.model}/${item.pool}/${item.amount}/${item.finetune}"
+    "/${item.corpus}/${item.split}/${item.decoder}"
+)
 
 
 def decode_stage(config: dict[str, Any]) -> dict[str, Any]:
@@ -127,16 +155,21 @@ def decode_stage(config: dict[str, Any]) -> dict[str, Any]:
             " --features data/features/${item.corpus}/fbank_${item.split}.pt"
             " --cuts data/manifests/${item.corpus}/cuts_${item.split}.jsonl.gz"
             f" --decoder ${{item.decoder}} --out {CELL_DIR}/hyps.jsonl",
-            "deps": ["scripts/decode.py", model,
-                     "data/features/${item.corpus}/fbank_${item.split}.pt"],
+            "deps": [
+                "scripts/decode.py",
+                model,
+                "data/features/${item.corpus}/fbank_${item.split}.pt",
+            ],
             "outs": [f"{CELL_DIR}/hyps.jsonl"],
         },
     }
 
 
 def score_stage(config: dict[str, Any]) -> dict[str, Any]:
-    coords = " ".join(f"--coord {k}=${{item.{k}}}" for k in
-                      ("model", "pool", "amount", "finetune", "decoder", "corpus", "split"))
+    coords = " ".join(
+        f"--coord {k}=${{item.{k}}}"
+        for k in ("model", "pool", "amount", "finetune", "decoder", "corpus", "split")
+    )
     return {
         "foreach": decode_items(config),
         "do": {
@@ -159,17 +192,25 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
         for i in decode_items(config).values()
     ]
     return {
-        "cmd": "python scripts/make_table.py --scores " + " ".join(scores)
+        "cmd": "python scripts/make_table.py --scores "
+        + " ".join(scores)
         + " --csv results/wer_table.csv --md results/wer_table.md",
         "deps": ["scripts/make_table.py", *scores],
-        "outs": [{"results/wer_table.csv": {"cache": False}},
-                 {"results/wer_table.md": {"cache": False}}],
+        "outs": [
+            {"results/wer_table.csv": {"cache": False}},
+            {"results/wer_table.md": {"cache": False}},
+        ],
     }
 
 
 def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
-    feature_corpora = sorted({*config["pretrain"]["pools"], config["finetune"]["corpus"],
-                              *(t.split("/")[0] for t in config["test_sets"])})
+    feature_corpora = sorted(
+        {
+            *config["pretrain"]["pools"],
+            config["finetune"]["corpus"],
+            *(t.split("/")[0] for t in config["test_sets"]),
+        }
+    )
     stages = {
         "corpus": corpus_stage(config),
         "features": features_stage(feature_corpora),
@@ -179,12 +220,17 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
         "wer_table": table_stage(config),
     }
     if any(c.model != "fbank" for c in upstream_cells(config)):
-        stages = {**dict(list(stages.items())[:2]), "pretrain": pretrain_stage(config),
-                  **dict(list(stages.items())[2:])}
+        stages = {
+            **dict(list(stages.items())[:2]),
+            "pretrain": pretrain_stage(config),
+            **dict(list(stages.items())[2:]),
+        }
     return {"stages": stages}
 
 
 def render(config: dict[str, Any]) -> str:
-    header = ("# Generated from config.yaml by scripts/write_dvc_yaml.py; do not edit by hand.\n"
-              "# Run inside the project's environment (. .venv/bin/activate) or via `make repro`.\n")
+    header = (
+        "# Generated from config.yaml by scripts/write_dvc_yaml.py; do not edit by hand.\n"
+        "# Run inside the project's environment (. .venv/bin/activate) or via `make repro`.\n"
+    )
     return header + yaml.safe_dump(build_pipeline(config), sort_keys=False, width=1000)

@@ -48,8 +48,9 @@ class WeightedLayerSum(nn.Module):
 
 
 class CTCRecogniser(nn.Module):
-    def __init__(self, input_dim: int, num_layers_in: int, vocab_size: int,
-                 config: DownstreamConfig) -> None:
+    def __init__(
+        self, input_dim: int, num_layers_in: int, vocab_size: int, config: DownstreamConfig
+    ) -> None:
         super().__init__()
         self.config = config
         self.layer_sum = WeightedLayerSum(num_layers_in)
@@ -65,8 +66,9 @@ class CTCRecogniser(nn.Module):
         self.output = nn.Linear(2 * config.hidden_size, vocab_size)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return torch.div(lengths + self.config.subsample - 1, self.config.subsample,
-                         rounding_mode="floor")
+        return torch.div(
+            lengths + self.config.subsample - 1, self.config.subsample, rounding_mode="floor"
+        )
 
     def stack_frames(self, x: torch.Tensor) -> torch.Tensor:
         k = self.config.subsample
@@ -77,12 +79,15 @@ class CTCRecogniser(nn.Module):
         x = F.pad(x, (0, 0, 0, pad))
         return x.reshape(b, (t + pad) // k, d * k)
 
-    def forward(self, layers: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, layers: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(L, B, T, D) hidden states -> (B, T', V) log-probabilities and their lengths."""
         x = self.stack_frames(self.layer_sum(layers))
         out_lengths = self.output_lengths(lengths)
-        packed = pack_padded_sequence(self.dropout(x), out_lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.dropout(x), out_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return self.output(self.dropout(out)).log_softmax(-1), out_lengths

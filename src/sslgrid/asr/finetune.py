@@ -46,8 +46,9 @@ def encode_frozen(
 class FrozenRecogniser(torch.nn.Module):
     """Upstream (frozen) + downstream, as one module for decoding."""
 
-    def __init__(self, upstream: FbankUpstream, downstream: CTCRecogniser,
-                 tokenizer: CharTokenizer) -> None:
+    def __init__(
+        self, upstream: FbankUpstream, downstream: CTCRecogniser, tokenizer: CharTokenizer
+    ) -> None:
         super().__init__()
         self.upstream = upstream
         self.downstream = downstream
@@ -60,8 +61,12 @@ def pad_layers(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch.float().permute(2, 0, 1, 3), lengths
 
 
-def transcribe(downstream: CTCRecogniser, tokenizer: CharTokenizer, encoded: list[torch.Tensor],
-               batch_frames: int) -> list[str]:
+def transcribe(
+    downstream: CTCRecogniser,
+    tokenizer: CharTokenizer,
+    encoded: list[torch.Tensor],
+    batch_frames: int,
+) -> list[str]:
     downstream.eval()
     hyps: list[str] = [""] * len(encoded)
     lengths = [x.shape[1] for x in encoded]
@@ -102,8 +107,9 @@ def finetune_frozen(
     keep = [i for i, y in enumerate(train_y) if len(y) > 0]
     lengths = [train_x[i].shape[1] for i in keep]
 
-    model = CTCRecogniser(upstream.output_dim, upstream.num_layers, len(tokenizer),
-                          downstream_config)
+    model = CTCRecogniser(
+        upstream.output_dim, upstream.num_layers, len(tokenizer), downstream_config
+    )
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     steps_per_epoch = len(duration_batches(lengths, batch_frames, seed, shuffle=False))
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-2)
@@ -117,15 +123,23 @@ def finetune_frozen(
         model.train()
         batches = duration_batches(lengths, batch_frames, seed + epoch)
         total, count = 0.0, 0
-        bar = tqdm(batches, desc=f"finetune epoch {epoch + 1}/{epochs}", disable=not progress,
-                   mininterval=2)
+        bar = tqdm(
+            batches,
+            desc=f"finetune epoch {epoch + 1}/{epochs}",
+            disable=not progress,
+            mininterval=2,
+        )
         for batch in bar:
             items = [keep[j] for j in batch]
             x, x_len = pad_layers([train_x[i] for i in items])
             log_probs, out_len = model(x, x_len)
             targets = [train_y[i] for i in items]
-            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets), out_len,
-                       torch.tensor([len(t) for t in targets]))
+            loss = ctc(
+                log_probs.transpose(0, 1),
+                torch.cat(targets),
+                out_len,
+                torch.tensor([len(t) for t in targets]),
+            )
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite CTC loss at step {state.step}")
             optimizer.zero_grad(set_to_none=True)
@@ -168,7 +182,11 @@ def load_recogniser(path: str | Path) -> FrozenRecogniser:
     upstream = upstream_from_spec(config["upstream"])
     upstream.load_state_dict(ckpt["upstream"])
     tokenizer = CharTokenizer(config["vocab"])
-    downstream = CTCRecogniser(upstream.output_dim, upstream.num_layers, len(tokenizer),
-                               DownstreamConfig(**config["downstream"]))
+    downstream = CTCRecogniser(
+        upstream.output_dim,
+        upstream.num_layers,
+        len(tokenizer),
+        DownstreamConfig(**config["downstream"]),
+    )
     downstream.load_state_dict(ckpt["model"])
     return FrozenRecogniser(upstream, downstream, tokenizer).eval()

@@ -68,7 +68,9 @@ def epoch_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_epoch_checkpoint(folder: str | Path, epoch: int, state: dict[str, Any], keep: int = 2) -> Path:
+def save_epoch_checkpoint(
+    folder: str | Path, epoch: int, state: dict[str, Any], keep: int = 2
+) -> Path:
     """Write ``epoch-<n>.pt`` and delete all but the newest ``keep`` epoch checkpoints."""
     path = Path(folder) / f"epoch-{epoch}.pt"
     atomic_save(state, path)

@@ -113,8 +113,12 @@ def run_epochs(
             state.best is None or metrics[select_key] < state.best["metrics"][select_key]
         ):
             state.best = {"metrics": metrics, "model": clone_state(state.model)}
-        log.info("epoch %d/%d: %s", state.epoch, epochs,
-                 ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"))
+        log.info(
+            "epoch %d/%d: %s",
+            state.epoch,
+            epochs,
+            ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"),
+        )
         save_epoch_checkpoint(ckpt_dir, state.epoch, state.to_checkpoint())
     return state
 

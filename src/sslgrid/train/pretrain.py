@@ -52,8 +52,12 @@ def pretrain_upstream(
         model.train()
         batches = duration_batches(lengths, batch_frames, seed + epoch)
         total, frames = 0.0, 0
-        bar = tqdm(batches, desc=f"pretrain epoch {epoch + 1}/{epochs}", disable=not progress,
-                   mininterval=2)
+        bar = tqdm(
+            batches,
+            desc=f"pretrain epoch {epoch + 1}/{epochs}",
+            disable=not progress,
+            mininterval=2,
+        )
         for batch in bar:
             x, x_len = pad_sequences([feats[i] for i in batch])
             loss = model.pretrain_loss(x, x_len)
