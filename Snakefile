@@ -15,7 +15,8 @@ from sslgrid.config import validate_config  # noqa: E402
 from sslgrid.grid import NO_PRETRAIN, finetune_label, upstream_cells  # noqa: E402
 
 
-configfile: "config.yaml"
+# The default grid sits beside this file; --configfile/--config layer on top of it.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 _validated = validate_config(dict(config), source="config (config.yaml + --configfile/--config)")
@@ -29,6 +30,7 @@ EFFECTIVE_CONFIG.parent.mkdir(parents=True, exist_ok=True)
 EFFECTIVE_CONFIG.write_text(yaml.safe_dump(config, sort_keys=True), encoding="utf-8")
 
 PYTHON = sys.executable
+SCRIPTS = Path(workflow.basedir) / "scripts"
 # Torch threads per job: never more than the machine has, whatever --cores says.
 MACHINE_CORES = os.cpu_count() or 1
 

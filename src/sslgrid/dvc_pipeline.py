@@ -83,7 +83,7 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
             ],
             "params": [{CONFIG: ["seed", "features", "pretrain", "models.${item.model}"]}],
             "outs": [f"{out}/model.pt"],
-            "metrics": [{f"{out}/history.tsv": {"cache": False}}],
+            "plots": [{f"{out}/history.tsv": {"cache": False}}],
         },
     }
 
@@ -117,7 +117,7 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
             ],
             "params": [{CONFIG: ["seed", "features", "finetune"]}],
             "outs": [f"{out}/model.pt"],
-            "metrics": [{f"{out}/history.tsv": {"cache": False}}],
+            "plots": [{f"{out}/history.tsv": {"cache": False}}],
         },
     }
 

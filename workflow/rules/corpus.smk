@@ -10,6 +10,6 @@ rule corpus:
     log:
         "logs/corpus/{corpus}.log",
     shell:
-        "{PYTHON} scripts/prepare_corpus.py --config {EFFECTIVE_CONFIG} --corpus {wildcards.corpus}"
+        "{PYTHON} {SCRIPTS}/prepare_corpus.py --config {EFFECTIVE_CONFIG} --corpus {wildcards.corpus}"
         " --download-dir data/downloads --audio-dir data/audio/{wildcards.corpus}"
         " --manifest-dir data/manifests/{wildcards.corpus} --log {log}"

@@ -14,6 +14,6 @@ rule decode:
     log:
         "logs/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}.log",
     shell:
-        "{PYTHON} scripts/decode.py --model {input.model} --features {input.feats}"
+        "{PYTHON} {SCRIPTS}/decode.py --model {input.model} --features {input.feats}"
         " --cuts {input.cuts} --decoder {wildcards.decoder} --threads {params.torch_threads}"
         " --out {output.hyps} --log {log}"

@@ -14,7 +14,7 @@ rule features:
     log:
         "logs/features/{corpus}.log",
     shell:
-        "{PYTHON} scripts/compute_features.py --manifest-dir data/manifests/{wildcards.corpus}"
+        "{PYTHON} {SCRIPTS}/compute_features.py --manifest-dir data/manifests/{wildcards.corpus}"
         " --out-dir data/features/{wildcards.corpus}"
         " --config {EFFECTIVE_CONFIG}"
         " --threads {threads} --log {log}"

@@ -21,7 +21,7 @@ rule score:
     log:
         "logs/score/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}.log",
     shell:
-        "{PYTHON} scripts/score.py --cuts {input.cuts} --hyps {input.hyps}"
+        "{PYTHON} {SCRIPTS}/score.py --cuts {input.cuts} --hyps {input.hyps}"
         " --coord model={wildcards.model} --coord pool={wildcards.pool}"
         " --coord amount={wildcards.amount} --coord finetune={wildcards.finetune}"
         " --coord decoder={wildcards.decoder} --coord corpus={wildcards.corpus}"
@@ -38,4 +38,4 @@ rule wer_table:
     log:
         "logs/wer_table.log",
     shell:
-        "{PYTHON} scripts/make_table.py --scores {input} --csv {output.csv} --md {output.md} 2> {log}"
+        "{PYTHON} {SCRIPTS}/make_table.py --scores {input} --csv {output.csv} --md {output.md} 2> {log}"

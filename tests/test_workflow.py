@@ -1,0 +1,141 @@
+"""The whole DAG, end to end, on a tiny generated corpus: Snakemake and DVC."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fillets_fixture import make_fillets_packages
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+WORDS = ["een vis", "twee vissen", "de grote vis", "de kleine vis", "hier is water",
+         "waar is de deur", "we moeten weg", "kijk daar eens"]
+
+
+def tiny_levels() -> dict[str, list[tuple[str, str, str, str]]]:
+    levels = {}
+    for n, level in enumerate(["alpha", "beta", "gamma", "delta"]):
+        levels[level] = [
+            (f"{level[:2]}-{'m' if i % 2 else 'v'}-{i}", "font_small" if i % 2 else "font_big",
+             f"english {i}", WORDS[(n + i) % len(WORDS)].capitalize() + ".")
+            for i in range(3)
+        ]
+    return levels
+
+
+def tiny_config(packages: list[dict[str, str]]) -> dict:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["corpora"]["fillets-nl"].update(packages=packages, dev_fraction=0.25,
+                                           test_fraction=0.25)
+    config["models"]["apc"]["sizes"]["tiny"] = {"num_layers": 2, "hidden_size": 16,
+                                                "prediction_shift": 2, "dropout": 0.0}
+    config["pretrain"].update(epochs=1, batch_seconds=4.0)
+    config["finetune"].update(epochs=1, batch_seconds=4.0)
+    config["finetune"]["downstream"] = {"hidden_size": 16, "num_layers": 1, "dropout": 0.0,
+                                        "subsample": 2}
+    return config
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def check_table(rows: list[dict[str, str]]) -> None:
+    assert {r["model"] for r in rows} == {"fbank", "apc"}
+    for row in rows:
+        assert row["corpus"] == "fillets-nl" and row["split"] == "test"
+        assert row["decoder"] == "greedy"
+        assert int(row["n_utts"]) > 0
+        assert float(row["wer_low"]) <= float(row["wer"]) <= float(row["wer_high"])
+
+
+@pytest.mark.e2e
+def test_snakemake_runs_the_whole_dag(tmp_path):
+    packages = make_fillets_packages(tmp_path / "pkgs", tiny_levels())
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(packages)))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory",
+           str(workdir), "--configfile", str(workdir / "tiny.yaml"), "--cores", "2",
+           "results/wer_table.csv"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    check_table(read_table(workdir / "results" / "wer_table.csv"))
+    md = (workdir / "results" / "wer_table.md").read_text()
+    assert "torch" in md and "git" in md.lower()
+    for log in ["corpus/fillets-nl.log", "pretrain/apc/fillets-nl/all.log"]:
+        assert (workdir / "logs" / log).stat().st_size > 0
+    # Everything is up to date: a second run has nothing to do.
+    again = subprocess.run([*cmd, "-n"], env=env, capture_output=True, text=True)
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.e2e
+def test_dvc_repro_builds_the_same_table(tmp_path):
+    packages = make_fillets_packages(tmp_path / "pkgs", tiny_levels())
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ["scripts", "src", "workflow"]:
+        shutil.copytree(REPO / name, project / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (project / "config.yaml").write_text(yaml.safe_dump(tiny_config(packages)))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+           "PYTHONPATH": str(project / "src")}
+
+    def run(*args: str) -> None:
+        proc = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{args}: {proc.stdout[-2000:]}{proc.stderr[-3000:]}"
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    run("python", "scripts/write_dvc_yaml.py")
+    run("dvc", "repro", "-q")
+    check_table(read_table(project / "results" / "wer_table.csv"))
+    # One grid cell can be rebuilt on its own.
+    run("dvc", "repro", "-f", "-s", "pretrain@apc-fillets-nl-all")
+
+
+def test_committed_dvc_yaml_matches_the_default_grid():
+    from sslgrid.config import load_config
+    from sslgrid.dvc_pipeline import render
+
+    assert (REPO / "dvc.yaml").read_text() == render(load_config(REPO / "config.yaml")), (
+        "dvc.yaml is out of date: run `python scripts/write_dvc_yaml.py`"
+    )
+
+
+def test_dry_run_of_the_default_grid_lists_every_stage():
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--cores", "8", "results/wer_table.csv", "--directory",
+         str(REPO), "--snakefile", str(REPO / "Snakefile")],
+        capture_output=True, text=True,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    for rule in ["corpus", "features", "pretrain", "finetune", "decode", "score", "wer_table"]:
+        assert rule in out
+
+
+def test_snakemake_refuses_a_bad_config_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"pretrain": {"modles": ["apc"]}}))
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(bad)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode != 0
+    assert "modles" in proc.stdout + proc.stderr
+    assert "allowed keys" in proc.stdout + proc.stderr
