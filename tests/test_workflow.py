@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fillets_fixture import make_fillets_packages
 
 REPO = Path(__file__).resolve().parents[1]
