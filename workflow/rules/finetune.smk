@@ -27,7 +27,7 @@ rule finetune:
         settings=lambda w: json.dumps([config["finetune"], config["features"], config["seed"]], sort_keys=True),
         pretrained=lambda w, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
         torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
-    threads: workflow.cores
+    threads: config["threads_per_job"]
     log:
         "logs/finetune/{model}/{pool}/{amount}/{finetune}.log",
     shell:

@@ -15,8 +15,7 @@ rule pretrain:
             sort_keys=True,
         ),
         torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
-    # Training claims every core Snakemake was given, so jobs do not fight over a small machine.
-    threads: workflow.cores
+    threads: config["threads_per_job"]
     log:
         "logs/pretrain/{model}/{pool}/{amount}.log",
     shell:

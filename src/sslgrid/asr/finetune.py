@@ -16,7 +16,14 @@ from sslgrid.features.store import FeatureCache
 from sslgrid.models.upstream import FbankUpstream
 from sslgrid.train.batching import duration_batches
 from sslgrid.train.checkpoint import atomic_save
-from sslgrid.train.loop import TrainState, pad_sequences, run_epochs, warmup_cosine, write_history
+from sslgrid.train.loop import (
+    TrainState,
+    new_train_state,
+    optimise,
+    pad_sequences,
+    run_epochs,
+    write_history,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +119,10 @@ def finetune_frozen(
     )
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     steps_per_epoch = len(duration_batches(lengths, batch_frames, seed, shuffle=False))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-2)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(epochs * steps_per_epoch, steps_per_epoch)
-    )
     config = {**config, "vocab": tokenizer.symbols}
-    state = TrainState(model, optimizer, scheduler, config)
+    state = new_train_state(
+        model, config, steps_per_epoch, epochs, learning_rate, weight_decay=1e-2
+    )
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
@@ -140,18 +145,11 @@ def finetune_frozen(
                 out_len,
                 torch.tensor([len(t) for t in targets]),
             )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite CTC loss at step {state.step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            state.step += 1
+            optimise(state, loss)
             total += loss.item() * len(items)
             count += len(items)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        return {"train_loss": total / max(count, 1), "lr": scheduler.get_last_lr()[0]}
+        return {"train_loss": total / max(count, 1), "lr": state.scheduler.get_last_lr()[0]}
 
     def evaluate() -> dict[str, float]:
         hyps = transcribe(model, tokenizer, dev_x, batch_frames)

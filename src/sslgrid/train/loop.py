@@ -79,6 +79,36 @@ class TrainState:
         set_rng_state(ckpt["rng"])
 
 
+def new_train_state(
+    model: nn.Module,
+    config: dict[str, Any],
+    steps_per_epoch: int,
+    epochs: int,
+    learning_rate: float,
+    weight_decay: float = 0.0,
+    warmup_steps: int | None = None,
+) -> TrainState:
+    """AdamW with linear warm-up (one epoch unless given) and cosine decay, at step 0."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    warmup = max(1, steps_per_epoch if warmup_steps is None else warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(epochs * steps_per_epoch, warmup)
+    )
+    return TrainState(model, optimizer, scheduler, config)
+
+
+def optimise(state: TrainState, loss: torch.Tensor, max_grad_norm: float = 5.0) -> None:
+    """One update from ``loss``; a non-finite loss stops training instead of poisoning it."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {state.step}")
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), max_grad_norm)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.step += 1
+
+
 def run_epochs(
     state: TrainState,
     epochs: int,

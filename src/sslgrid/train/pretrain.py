@@ -13,7 +13,14 @@ from sslgrid.features.store import FeatureCache
 from sslgrid.models.upstream import FbankUpstream
 from sslgrid.train.batching import duration_batches
 from sslgrid.train.checkpoint import atomic_save
-from sslgrid.train.loop import TrainState, pad_sequences, run_epochs, warmup_cosine, write_history
+from sslgrid.train.loop import (
+    TrainState,
+    new_train_state,
+    optimise,
+    pad_sequences,
+    run_epochs,
+    write_history,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +49,9 @@ def pretrain_upstream(
         feats = [f[:max_frames] for f in feats]
     lengths = [f.shape[0] for f in feats]
     steps_per_epoch = len(duration_batches(lengths, batch_frames, seed, shuffle=False))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(epochs * steps_per_epoch, max(1, steps_per_epoch // 2))
+    state = new_train_state(
+        model, config, steps_per_epoch, epochs, learning_rate, warmup_steps=steps_per_epoch // 2
     )
-    state = TrainState(model, optimizer, scheduler, config)
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
@@ -61,19 +66,12 @@ def pretrain_upstream(
         for batch in bar:
             x, x_len = pad_sequences([feats[i] for i in batch])
             loss = model.pretrain_loss(x, x_len)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite pre-training loss at step {state.step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            state.step += 1
+            optimise(state, loss)
             n = int(x_len.sum())
             total += loss.item() * n
             frames += n
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        return {"train_loss": total / max(frames, 1), "lr": scheduler.get_last_lr()[0]}
+        return {"train_loss": total / max(frames, 1), "lr": state.scheduler.get_last_lr()[0]}
 
     run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch)
     atomic_save(state.to_checkpoint(), out_path)
