@@ -12,7 +12,7 @@ min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sslgrid.config import validate_config  # noqa: E402
-from sslgrid.grid import NO_PRETRAIN, finetune_label, upstream_cells  # noqa: E402
+from sslgrid.grid import NO_PRETRAIN, cache_path, finetune_label, upstream_cells  # noqa: E402
 
 
 # The default grid sits beside this file; --configfile/--config layer on top of it.

@@ -1,4 +1,7 @@
-"""features stage: log-mel filterbank cache for each split of a corpus, plus training CMVN."""
+"""features stage: the input cache of one kind for each split of a corpus.
+
+``fbank``: log-mel filterbanks plus the training split's CMVN; ``wav``: 16-bit waveforms.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from lhotse import CutSet
 
 from sslgrid.config import load_config
 from sslgrid.features.fbank import FbankConfig
-from sslgrid.features.store import cmvn_of, compute_cache, save_cache
+from sslgrid.features.store import KINDS, cmvn_of, compute_cache, save_cache
 from sslgrid.logs import setup_logging
 from sslgrid.train.checkpoint import atomic_save
 
@@ -22,6 +25,7 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--splits", nargs="+", default=["train", "dev", "test"])
     parser.add_argument("--config", type=Path, required=True, help="sslgrid config file")
+    parser.add_argument("--kind", choices=KINDS, default="fbank", help="what the cache holds")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log", type=Path)
     args = parser.parse_args()
@@ -31,17 +35,10 @@ def main() -> None:
     config = FbankConfig(**load_config(args.config)["features"])
     for split in args.splits:
         cuts = CutSet.from_file(args.manifest_dir / f"cuts_{split}.jsonl.gz")
-        cache = compute_cache(cuts, config)
-        save_cache(cache, args.out_dir / f"fbank_{split}.pt")
-        frames = sum(cache.frames())
-        logging.info(
-            "%s: %d utterances, %d frames (%.2f h)",
-            split,
-            len(cache),
-            frames,
-            frames * config.frame_shift_ms / 1000 / 3600,
-        )
-        if split == "train":
+        cache = compute_cache(cuts, config, args.kind)
+        save_cache(cache, args.out_dir / f"{args.kind}_{split}.pt")
+        logging.info("%s %s: %d utterances (%.2f h)", args.kind, split, len(cache), cache.hours())
+        if split == "train" and args.kind == "fbank":
             stats = cmvn_of(cache)
             atomic_save(stats, args.out_dir / "cmvn.pt")
 

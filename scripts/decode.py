@@ -11,7 +11,12 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from sslgrid.asr.finetune import encode_frozen, load_recogniser, transcribe
+from sslgrid.asr.finetune import (
+    encode_frozen,
+    frames_per_second,
+    load_recogniser,
+    transcribe,
+)
 from sslgrid.features.store import load_cache
 from sslgrid.logs import setup_logging
 
@@ -34,11 +39,15 @@ def main() -> None:
 
     recogniser = load_recogniser(args.model)
     cache = load_cache(args.features)
-    hop_s = recogniser.upstream.downsample_rate / 16000
-    encoded = encode_frozen(recogniser.upstream, cache, int(args.batch_seconds / hop_s))
-    hyps = transcribe(
-        recogniser.downstream, recogniser.tokenizer, encoded, int(args.batch_seconds / hop_s)
-    )
+    if cache.kind != recogniser.upstream.input_kind:
+        raise ValueError(
+            f"{args.features} holds {cache.kind!r} inputs but the upstream of {args.model} "
+            f"reads {recogniser.upstream.input_kind!r}"
+        )
+    repeat = recogniser.downstream.config.frame_repeat
+    encoded = encode_frozen(recogniser.upstream, cache, args.batch_seconds, repeat)
+    batch_frames = int(args.batch_seconds * frames_per_second(recogniser.upstream, repeat))
+    hyps = transcribe(recogniser.downstream, recogniser.tokenizer, encoded, batch_frames)
     sup_id = {
         cut.id: cut.supervisions[0].id for cut in CutSet.from_file(args.cuts) if cut.supervisions
     }

@@ -10,22 +10,24 @@ import torch
 from lhotse import CutSet
 
 from sslgrid.asr.downstream import DownstreamConfig
-from sslgrid.asr.finetune import finetune_frozen
+from sslgrid.asr.finetune import finetune_frozen, frame_repeat_for
 from sslgrid.config import load_config
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import FeatureCache, load_cache
+from sslgrid.grid import cache_name
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
 
 
 def transcripts(
-    cuts_path: Path, cache: FeatureCache, max_frames: int
+    cuts_path: Path, cache: FeatureCache, max_seconds: float
 ) -> tuple[FeatureCache, list[str]]:
     """Pair each cached utterance with its normalised transcript; drop over-long ones."""
     texts = {
         cut.id: " ".join(s.text for s in cut.supervisions) for cut in CutSet.from_file(cuts_path)
     }
-    keep = [i for i, n in zip(cache.ids, cache.frames(), strict=True) if n <= max_frames]
+    max_items = max_seconds * cache.rate
+    keep = [i for i, n in zip(cache.ids, cache.frames(), strict=True) if n <= max_items]
     if len(keep) < len(cache):
         logging.warning(
             "%s: %d utterances longer than the maximum are left out",
@@ -54,7 +56,6 @@ def main() -> None:
     ft = config["finetune"]
     corpus = ft["corpus"]
     fbank = FbankConfig(**config["features"])
-    shift_s = fbank.frame_shift_ms / 1000
 
     if args.upstream == "fbank":
         upstream = build_upstream("fbank", {}, fbank)
@@ -69,16 +70,19 @@ def main() -> None:
             "upstream"
         ]
 
-    max_frames = int(ft["max_utterance_seconds"] / shift_s)
+    max_seconds = ft["max_utterance_seconds"]
     feats = args.data_dir / "features" / corpus
     manifests = args.data_dir / "manifests" / corpus
-    train = transcripts(
-        manifests / "cuts_train.jsonl.gz", load_cache(feats / "fbank_train.pt"), max_frames
+    train, dev = (
+        transcripts(
+            manifests / f"cuts_{split}.jsonl.gz",
+            load_cache(feats / cache_name(args.upstream, split)),
+            max_seconds,
+        )
+        for split in ("train", "dev")
     )
-    dev = transcripts(
-        manifests / "cuts_dev.jsonl.gz", load_cache(feats / "fbank_dev.pt"), max_frames
-    )
-    downstream = DownstreamConfig(**ft["downstream"])
+    repeat = frame_repeat_for(upstream, ft["frame_rate_ms"])
+    downstream = DownstreamConfig(**ft["downstream"], frame_repeat=repeat)
     run_config = {
         "upstream": spec,
         "pretrained": str(args.pretrained) if args.pretrained else None,
@@ -101,7 +105,7 @@ def main() -> None:
         run_config,
         args.out,
         epochs=ft["epochs"],
-        batch_frames=int(ft["batch_seconds"] / shift_s),
+        batch_seconds=ft["batch_seconds"],
         learning_rate=ft["learning_rate"],
         seed=config["seed"],
     )

@@ -13,7 +13,7 @@ from sslgrid.config import load_config
 from sslgrid.corpora.subsets import nested_subset_by_hours, parse_amount
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import load_cache
-from sslgrid.grid import model_args
+from sslgrid.grid import cache_name, model_args
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, upstream_spec
 from sslgrid.train.pretrain import pretrain_upstream
@@ -35,7 +35,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pt = config["pretrain"]
 
-    cache = load_cache(args.data_dir / "features" / args.pool / "fbank_train.pt")
+    cache = load_cache(args.data_dir / "features" / args.pool / cache_name(args.model, "train"))
     cuts = CutSet.from_file(args.data_dir / "manifests" / args.pool / "cuts_train.jsonl.gz")
     durations = {cut.id: cut.duration for cut in cuts}
     ids = nested_subset_by_hours(
@@ -43,19 +43,15 @@ def main() -> None:
     )
     cache = cache.subset(ids)
     fbank = FbankConfig(**config["features"])
-    shift_s = fbank.frame_shift_ms / 1000
     logging.info(
-        "pool %s, amount %s: %d utterances, %.3f h",
-        args.pool,
-        args.amount,
-        len(ids),
-        sum(cache.frames()) * shift_s / 3600,
+        "pool %s, amount %s: %d utterances, %.3f h", args.pool, args.amount, len(ids), cache.hours()
     )
 
     arch = model_args(config, args.model)
     model = build_upstream(args.model, arch, fbank)
-    cmvn = torch.load(args.data_dir / "features" / args.pool / "cmvn.pt")
-    model.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
+    if model.input_kind == "fbank":
+        cmvn = torch.load(args.data_dir / "features" / args.pool / "cmvn.pt")
+        model.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
     logging.info(
         "%s: %.2f M parameters", args.model, sum(p.numel() for p in model.parameters()) / 1e6
     )
@@ -75,10 +71,10 @@ def main() -> None:
         run_config,
         args.out,
         epochs=pt["epochs"],
-        batch_frames=int(pt["batch_seconds"] / shift_s),
+        batch_frames=int(pt["batch_seconds"] * cache.rate),
         learning_rate=pt["learning_rate"],
         seed=config["seed"],
-        max_frames=int(pt["max_utterance_seconds"] / shift_s),
+        max_frames=int(pt["max_utterance_seconds"] * cache.rate),
     )
 
 

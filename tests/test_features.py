@@ -59,3 +59,18 @@ def test_corrupt_audio_names_the_file(tmp_path):
     (tmp_path / "utt0.flac").write_bytes(b"fLaC but not really")
     with pytest.raises(OSError, match="utt0.flac"):
         compute_cache(cuts, FbankConfig(), progress=False)
+
+
+def test_waveform_cache_holds_the_flac_samples_exactly(tmp_path):
+    import soundfile as sf
+
+    cuts = make_cuts(tmp_path)
+    cache = compute_cache(cuts, FbankConfig(), kind="wav", progress=False)
+    assert cache.kind == "wav" and cache.rate == 16000
+    assert cache.frames() == [16000, 8000]
+    pcm, _ = sf.read(tmp_path / "utt0.flac", dtype="int16")
+    assert torch.equal(cache.feats[0], torch.from_numpy(pcm))
+    save_cache(cache, tmp_path / "wav.pt")
+    again = load_cache(tmp_path / "wav.pt")
+    assert again.kind == "wav" and again.subset(["utt1"]).kind == "wav"
+    assert abs(again.hours() - 1.5 / 3600) < 1e-9

@@ -137,3 +137,21 @@ def test_tokenizer_round_trip_and_unknown_characters():
     assert tok.decode(tok.encode("twee één")) == "twee één"
     assert tok.unknown("vier") == {"v"}
     assert tok.encode("vier") == tok.encode("ier")
+
+
+def test_frame_repeat_brings_20ms_frames_to_10ms():
+    from sslgrid.asr.finetune import encode_frozen, frame_repeat_for
+    from sslgrid.features.store import FeatureCache
+
+    class TwentyMs(torch.nn.Module):
+        downsample_rate = 320
+
+    assert frame_repeat_for(TwentyMs(), 10.0) == 2
+    assert frame_repeat_for(TwentyMs(), None) == 1
+    model = build_upstream("apc", {"num_layers": 1, "hidden_size": 8}, FBANK)
+    cache = FeatureCache(["a"], [torch.randn(30, 80).half()], FBANK)
+    once = encode_frozen(model, cache, 10.0, 1, progress=False)[0]
+    twice = encode_frozen(model, cache, 10.0, 2, progress=False)[0]
+    assert twice.shape == (1, 60, 8)
+    torch.testing.assert_close(twice[:, 0::2], once)
+    torch.testing.assert_close(twice[:, 1::2], once)

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from sslgrid.grid import finetune_label, upstream_cells
+from sslgrid.grid import cache_kinds, cache_name, finetune_label, upstream_cells
 
 CONFIG = "config.yaml"
 SPLITS = ("train", "dev", "test")
@@ -49,17 +49,18 @@ def corpus_stage(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def features_stage(corpora: list[str]) -> dict[str, Any]:
+def features_stage(corpora: list[str], kind: str) -> dict[str, Any]:
+    """The features stage for one input kind (``fbank`` or ``wav``)."""
+    outs = [f"data/features/${{item.corpus}}/{kind}_{s}.pt" for s in SPLITS]
     return {
         "foreach": {name: {"corpus": name} for name in corpora},
         "do": {
-            "cmd": "python scripts/compute_features.py --config config.yaml"
+            "cmd": f"python scripts/compute_features.py --kind {kind} --config config.yaml"
             " --manifest-dir data/manifests/${item.corpus} --out-dir data/features/${item.corpus}",
             "deps": ["scripts/compute_features.py", "src/sslgrid/features"]
             + [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS],
-            "params": [{CONFIG: ["features"]}],
-            "outs": [f"data/features/${{item.corpus}}/fbank_{s}.pt" for s in SPLITS]
-            + ["data/features/${item.corpus}/cmvn.pt"],
+            **({"params": [{CONFIG: ["features"]}]} if kind == "fbank" else {}),
+            "outs": outs + (["data/features/${item.corpus}/cmvn.pt"] if kind == "fbank" else []),
         },
     }
 
@@ -68,7 +69,13 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
     cells = [c for c in upstream_cells(config) if c.model != "fbank"]
     out = "results/pretrain/${item.model}/${item.pool}/${item.amount}"
     return {
-        "foreach": {stage_key(c.model, c.pool, c.amount): c.__dict__ for c in cells},
+        "foreach": {
+            stage_key(c.model, c.pool, c.amount): {
+                **c.__dict__,
+                "cache": cache_name(c.model, "train"),
+            }
+            for c in cells
+        },
         "do": {
             "cmd": "python scripts/pretrain.py --config config.yaml --model ${item.model}"
             " --pool ${item.pool} --amount ${item.amount}"
@@ -77,7 +84,7 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
                 "scripts/pretrain.py",
                 "src/sslgrid/models",
                 "src/sslgrid/train",
-                "data/features/${item.pool}/fbank_train.pt",
+                "data/features/${item.pool}/${item.cache}",
                 "data/features/${item.pool}/cmvn.pt",
                 "data/manifests/${item.pool}/cuts_train.jsonl.gz",
             ],
@@ -99,6 +106,8 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
             "pretrained": ""
             if c.model == "fbank"
             else f"--pretrained results/pretrain/{c.path}/model.pt",
+            "train_cache": cache_name(c.model, "train"),
+            "dev_cache": cache_name(c.model, "dev"),
         }
         items[stage_key(c.model, c.pool, c.amount, ft)] = item
     out = "results/finetune/${item.model}/${item.pool}/${item.amount}/${item.finetune}"
@@ -111,8 +120,8 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
                 "scripts/finetune.py",
                 "src/sslgrid/asr",
                 "src/sslgrid/train",
-                f"data/features/{corpus}/fbank_train.pt",
-                f"data/features/{corpus}/fbank_dev.pt",
+                f"data/features/{corpus}/${{item.train_cache}}",
+                f"data/features/{corpus}/${{item.dev_cache}}",
                 f"data/features/{corpus}/cmvn.pt",
             ],
             "params": [{CONFIG: ["seed", "features", "finetune"]}],
@@ -136,6 +145,7 @@ def decode_items(config: dict[str, Any]) -> dict[str, dict[str, str]]:
                     "corpus": corpus,
                     "split": split,
                     "decoder": decoder,
+                    "cache": cache_name(c.model, split),
                 }
     return items
 
@@ -152,13 +162,13 @@ def decode_stage(config: dict[str, Any]) -> dict[str, Any]:
         "foreach": decode_items(config),
         "do": {
             "cmd": f"python scripts/decode.py --model {model}"
-            " --features data/features/${item.corpus}/fbank_${item.split}.pt"
+            " --features data/features/${item.corpus}/${item.cache}"
             " --cuts data/manifests/${item.corpus}/cuts_${item.split}.jsonl.gz"
             f" --decoder ${{item.decoder}} --out {CELL_DIR}/hyps.jsonl",
             "deps": [
                 "scripts/decode.py",
                 model,
-                "data/features/${item.corpus}/fbank_${item.split}.pt",
+                "data/features/${item.corpus}/${item.cache}",
             ],
             "outs": [f"{CELL_DIR}/hyps.jsonl"],
         },
@@ -204,28 +214,22 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
-    feature_corpora = sorted(
-        {
-            *config["pretrain"]["pools"],
-            config["finetune"]["corpus"],
-            *(t.split("/")[0] for t in config["test_sets"]),
-        }
-    )
+    kinds = cache_kinds(config)
     stages = {
         "corpus": corpus_stage(config),
-        "features": features_stage(feature_corpora),
+        "features": features_stage(sorted(kinds), "fbank"),
         "finetune": finetune_stage(config),
         "decode": decode_stage(config),
         "score": score_stage(config),
         "wer_table": table_stage(config),
     }
+    front = dict(list(stages.items())[:2])
+    wav_corpora = sorted(c for c, k in kinds.items() if "wav" in k)
+    if wav_corpora:
+        front["waveforms"] = features_stage(wav_corpora, "wav")
     if any(c.model != "fbank" for c in upstream_cells(config)):
-        stages = {
-            **dict(list(stages.items())[:2]),
-            "pretrain": pretrain_stage(config),
-            **dict(list(stages.items())[2:]),
-        }
-    return {"stages": stages}
+        front["pretrain"] = pretrain_stage(config)
+    return {"stages": {**front, **dict(list(stages.items())[2:])}}
 
 
 def render(config: dict[str, Any]) -> str:

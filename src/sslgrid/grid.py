@@ -9,6 +9,53 @@ from sslgrid.corpora.subsets import amount_label
 
 NO_PRETRAIN = "none"  # pool and amount of the fbank baseline
 
+# What each upstream reads from the features stage (its ``Upstream.input_kind``). Kept here,
+# apart from the models, so the workflow can plan its inputs without importing torch; a test
+# checks it against the models themselves.
+INPUT_KINDS = {
+    "fbank": "fbank",
+    "apc": "fbank",
+    "mockingjay": "fbank",
+    "tera": "fbank",
+    "cpc": "wav",
+    "wav2vec": "wav",
+    "wav2vec2": "wav",
+}
+
+
+def input_kind(model: str) -> str:
+    try:
+        return INPUT_KINDS[model]
+    except KeyError:
+        raise ValueError(
+            f"unknown upstream {model!r}; known upstreams: {list(INPUT_KINDS)}"
+        ) from None
+
+
+def cache_name(model: str, split: str) -> str:
+    """File name of the features-stage cache that ``model`` reads for one split."""
+    return f"{input_kind(model)}_{split}.pt"
+
+
+def cache_path(corpus: str, model: str, split: str) -> str:
+    return f"data/features/{corpus}/{cache_name(model, split)}"
+
+
+def cache_kinds(config: dict[str, Any]) -> dict[str, set[str]]:
+    """Which input caches each corpus of the grid needs: ``{corpus: {"fbank", "wav"}}``.
+
+    Every corpus gets ``fbank`` (its CMVN also normalises the fbank upstreams); ``wav`` only
+    where a waveform model pre-trains on it or is fine-tuned and tested on it.
+    """
+    ft_corpora = {config["finetune"]["corpus"], *(t.split("/")[0] for t in config["test_sets"])}
+    pools = set(config["pretrain"]["pools"])
+    kinds: dict[str, set[str]] = {c: {"fbank"} for c in ft_corpora | pools}
+    for pool in config["pretrain"]["pools"]:
+        kinds[pool] |= {input_kind(m) for m in config["pretrain"]["models"]}
+    for corpus in ft_corpora:
+        kinds[corpus] |= {input_kind(m) for m in config["finetune"]["upstreams"]}
+    return kinds
+
 
 @dataclass(frozen=True)
 class UpstreamCell:

@@ -9,11 +9,11 @@ def pretrained_input(w):
 
 def finetune_corpus_inputs(w):
     corpus = config["finetune"]["corpus"]
-    return expand(
-        "data/features/{corpus}/{name}",
-        corpus=corpus,
-        name=["fbank_train.pt", "fbank_dev.pt", "cmvn.pt"],
-    ) + expand("data/manifests/{corpus}/cuts_{split}.jsonl.gz", corpus=corpus, split=["train", "dev"])
+    return [
+        cache_path(corpus, w.model, "train"),
+        cache_path(corpus, w.model, "dev"),
+        f"data/features/{corpus}/cmvn.pt",
+    ] + expand("data/manifests/{corpus}/cuts_{split}.jsonl.gz", corpus=corpus, split=["train", "dev"])
 
 
 rule finetune:

@@ -3,7 +3,7 @@
 
 rule pretrain:
     input:
-        feats="data/features/{pool}/fbank_train.pt",
+        feats=lambda w: cache_path(w.pool, w.model, "train"),
         cmvn="data/features/{pool}/cmvn.pt",
         cuts="data/manifests/{pool}/cuts_train.jsonl.gz",
     output:

@@ -24,12 +24,15 @@ class DownstreamConfig:
         hidden_size: LSTM units per direction.
         dropout: dropout on the LSTM inputs and outputs.
         subsample: consecutive frames stacked into one LSTM step.
+        frame_repeat: how often each upstream frame was repeated before the recogniser (set
+            from the upstream's frame rate, so that decoding repeats them the same way).
     """
 
     num_layers: int = 2
     hidden_size: int = 256
     dropout: float = 0.2
     subsample: int = 2
+    frame_repeat: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)

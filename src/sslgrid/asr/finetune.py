@@ -13,7 +13,7 @@ from tqdm import tqdm
 from sslgrid.asr.downstream import CTCRecogniser, DownstreamConfig, greedy_decode
 from sslgrid.asr.tokenizer import CharTokenizer
 from sslgrid.features.store import FeatureCache
-from sslgrid.models.upstream import FbankUpstream
+from sslgrid.models.upstream import Upstream
 from sslgrid.train.batching import duration_batches
 from sslgrid.train.checkpoint import atomic_save
 from sslgrid.train.loop import (
@@ -30,31 +30,48 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def encode_frozen(
-    upstream: FbankUpstream, cache: FeatureCache, batch_frames: int, progress: bool = True
+    upstream: Upstream,
+    cache: FeatureCache,
+    batch_seconds: float,
+    frame_repeat: int = 1,
+    progress: bool = True,
 ) -> list[torch.Tensor]:
     """Hidden states of every cached utterance, each (L, T, D) in float16.
 
     A frozen upstream gives the same output every epoch, so it runs once per utterance.
+    ``frame_repeat`` > 1 repeats every frame that many times (20 ms models to 10 ms frames).
     """
     upstream.eval()
-    frames = cache.frames()
     encoded: list[torch.Tensor | None] = [None] * len(cache)
-    batches = duration_batches(frames, batch_frames, seed=0, shuffle=False)
+    budget = int(batch_seconds * cache.rate)
+    batches = duration_batches(cache.frames(), budget, seed=0, shuffle=False)
     for batch in tqdm(batches, desc="encode", disable=not progress, mininterval=5):
-        feats = [upstream.frontend.normalise(cache.feats[i].float()) for i in batch]
-        x, x_len = pad_sequences(feats)
-        out = upstream.forward_features(x, x_len)
+        x, x_len = pad_sequences([upstream.prepare(cache.feats[i]) for i in batch])
+        out = upstream.encode(x, x_len)
         layers = torch.stack(out.hidden_states)  # (L, B, T, D)
         for j, i in enumerate(batch):
-            encoded[i] = layers[:, j, : int(out.lengths[j])].half().clone()
+            item = layers[:, j, : int(out.lengths[j])].half().clone()
+            encoded[i] = item.repeat_interleave(frame_repeat, dim=1) if frame_repeat > 1 else item
     return encoded  # type: ignore[return-value]
+
+
+def frame_repeat_for(upstream: Upstream, frame_rate_ms: float | None) -> int:
+    """How often to repeat each upstream frame to reach ``frame_rate_ms`` (1: keep it)."""
+    if frame_rate_ms is None:
+        return 1
+    hop_ms = upstream.downsample_rate / 16.0
+    return max(1, round(hop_ms / frame_rate_ms))
+
+
+def frames_per_second(upstream: Upstream, frame_repeat: int) -> float:
+    return 16000 / upstream.downsample_rate * frame_repeat
 
 
 class FrozenRecogniser(torch.nn.Module):
     """Upstream (frozen) + downstream, as one module for decoding."""
 
     def __init__(
-        self, upstream: FbankUpstream, downstream: CTCRecogniser, tokenizer: CharTokenizer
+        self, upstream: Upstream, downstream: CTCRecogniser, tokenizer: CharTokenizer
     ) -> None:
         super().__init__()
         self.upstream = upstream
@@ -74,6 +91,7 @@ def transcribe(
     encoded: list[torch.Tensor],
     batch_frames: int,
 ) -> list[str]:
+    """Greedy transcripts of encoded utterances; ``batch_frames`` bounds a batch's size."""
     downstream.eval()
     hyps: list[str] = [""] * len(encoded)
     lengths = [x.shape[1] for x in encoded]
@@ -87,29 +105,32 @@ def transcribe(
 
 
 def finetune_frozen(
-    upstream: FbankUpstream,
+    upstream: Upstream,
     train: tuple[FeatureCache, list[str]],
     dev: tuple[FeatureCache, list[str]],
     downstream_config: DownstreamConfig,
     config: dict[str, Any],
     out_path: Path,
     epochs: int,
-    batch_frames: int,
+    batch_seconds: float,
     learning_rate: float,
     seed: int,
     progress: bool = True,
 ) -> TrainState:
     """Train a CTC recogniser on the frozen ``upstream``; keep the epoch with the best dev CER.
 
-    ``train`` and ``dev`` pair a feature cache with the normalised transcript of each entry.
+    ``train`` and ``dev`` pair an input cache of the upstream's kind with the normalised
+    transcript of each entry. Frames are repeated ``downstream_config.frame_repeat`` times.
     The written checkpoint holds the upstream's weights too, so decoding needs nothing else.
     """
     torch.manual_seed(seed)
     tokenizer = CharTokenizer.from_texts(train[1])
     for p in upstream.parameters():
         p.requires_grad_(False)
-    train_x = encode_frozen(upstream, train[0], batch_frames, progress)
-    dev_x = encode_frozen(upstream, dev[0], batch_frames, progress)
+    repeat = downstream_config.frame_repeat
+    batch_frames = int(batch_seconds * frames_per_second(upstream, repeat))
+    train_x = encode_frozen(upstream, train[0], batch_seconds, repeat, progress)
+    dev_x = encode_frozen(upstream, dev[0], batch_seconds, repeat, progress)
     train_y = [torch.tensor(tokenizer.encode(t)) for t in train[1]]
     keep = [i for i, y in enumerate(train_y) if len(y) > 0]
     lengths = [train_x[i].shape[1] for i in keep]

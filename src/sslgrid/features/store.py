@@ -1,8 +1,10 @@
-"""The feature cache of the ``features`` stage: one file per corpus split.
+"""The input caches of the ``features`` stage: one file per corpus split and input kind.
 
-A cache file holds, in cut order, the cut ids and their raw (un-normalised) log-mel features
-in float16; ``cmvn.pt`` beside it holds the training split's mean and standard deviation.
-Upstreams normalise with the statistics they were built with, so one cache serves them all.
+A cache file holds, in cut order, the cut ids and what an upstream reads: ``fbank`` caches
+hold raw (un-normalised) log-mel features in float16, with ``cmvn.pt`` beside them holding the
+training split's mean and standard deviation; ``wav`` caches hold the 16 kHz waveform as
+16-bit PCM, exactly the samples of the corpus' FLAC files. Upstreams turn an item into model
+input themselves (``Upstream.prepare``), so one cache serves every model of its kind.
 """
 
 from __future__ import annotations
@@ -15,30 +17,51 @@ import torch
 from lhotse import CutSet
 from tqdm import tqdm
 
-from sslgrid.features.fbank import CmvnAccumulator, FbankConfig, LogMelFbank
+from sslgrid.features.fbank import SAMPLE_RATE, CmvnAccumulator, FbankConfig, LogMelFbank
 from sslgrid.train.checkpoint import atomic_save
 
 log = logging.getLogger(__name__)
 
 
+KINDS = ("fbank", "wav")
+
+
 @dataclass
 class FeatureCache:
+    """Per-utterance model inputs of one split: ``feats[i]`` is (T_i, D) fbank or (S_i,) PCM."""
+
     ids: list[str]
     feats: list[torch.Tensor]
     config: FbankConfig
+    kind: str = "fbank"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown cache kind {self.kind!r}; known kinds: {list(KINDS)}")
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def rate(self) -> float:
+        """Items (frames or samples) per second of audio."""
+        if self.kind == "wav":
+            return float(SAMPLE_RATE)
+        return SAMPLE_RATE / self.config.hop_samples
+
     def frames(self) -> list[int]:
+        """Length of each entry in items (frames or samples)."""
         return [f.shape[0] for f in self.feats]
+
+    def hours(self) -> float:
+        return sum(self.frames()) / self.rate / 3600
 
     def subset(self, keep: list[str]) -> FeatureCache:
         index = {cut_id: i for i, cut_id in enumerate(self.ids)}
         missing = [k for k in keep if k not in index]
         if missing:
             raise KeyError(f"{len(missing)} ids not in the feature cache, e.g. {missing[:3]}")
-        return FeatureCache(keep, [self.feats[index[k]] for k in keep], self.config)
+        return FeatureCache(keep, [self.feats[index[k]] for k in keep], self.config, self.kind)
 
 
 def load_cut_audio(cut) -> torch.Tensor:
@@ -51,22 +74,40 @@ def load_cut_audio(cut) -> torch.Tensor:
     return torch.from_numpy(samples).float().mean(0)
 
 
-def compute_cache(cuts: CutSet, config: FbankConfig, progress: bool = True) -> FeatureCache:
+def float_to_pcm(samples: torch.Tensor) -> torch.Tensor:
+    """Float samples in [-1, 1] -> 16-bit PCM (the FLAC files hold 16-bit audio already)."""
+    return (samples.clamp(-1.0, 1.0 - 1.0 / 32768) * 32768).round().to(torch.int16)
+
+
+def compute_cache(
+    cuts: CutSet, config: FbankConfig, kind: str = "fbank", progress: bool = True
+) -> FeatureCache:
     frontend = LogMelFbank(config)
-    ids, feats = [], []
-    for cut in tqdm(cuts, desc="fbank", disable=not progress, mininterval=5):
+    ids, items = [], []
+    for cut in tqdm(cuts, desc=kind, disable=not progress, mininterval=5):
         ids.append(cut.id)
-        feats.append(frontend.raw(load_cut_audio(cut)).half())
-    return FeatureCache(ids, feats, config)
+        wav = load_cut_audio(cut)
+        items.append(float_to_pcm(wav) if kind == "wav" else frontend.raw(wav).half())
+    return FeatureCache(ids, items, config, kind)
 
 
 def save_cache(cache: FeatureCache, path: str | Path) -> None:
-    atomic_save({"ids": cache.ids, "feats": cache.feats, "config": cache.config.to_dict()}, path)
+    atomic_save(
+        {
+            "ids": cache.ids,
+            "feats": cache.feats,
+            "config": cache.config.to_dict(),
+            "kind": cache.kind,
+        },
+        path,
+    )
 
 
 def load_cache(path: str | Path) -> FeatureCache:
     data = torch.load(path, map_location="cpu", weights_only=False)
-    return FeatureCache(data["ids"], data["feats"], FbankConfig(**data["config"]))
+    return FeatureCache(
+        data["ids"], data["feats"], FbankConfig(**data["config"]), data.get("kind", "fbank")
+    )
 
 
 def cmvn_of(cache: FeatureCache) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Pre-training an fbank-based upstream on cached features."""
+"""Pre-training an upstream on its cached inputs (filterbanks or waveforms)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from sslgrid.features.store import FeatureCache
-from sslgrid.models.upstream import FbankUpstream
+from sslgrid.models.upstream import Upstream
 from sslgrid.train.batching import duration_batches
 from sslgrid.train.checkpoint import atomic_save
 from sslgrid.train.loop import (
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def pretrain_upstream(
-    model: FbankUpstream,
+    model: Upstream,
     cache: FeatureCache,
     config: dict[str, Any],
     out_path: Path,
@@ -39,12 +39,13 @@ def pretrain_upstream(
 ) -> TrainState:
     """Train ``model.pretrain_loss`` for ``epochs`` epochs; write ``out_path`` at the end.
 
+    ``batch_frames`` and ``max_frames`` count items of the cache (frames or samples).
     Checkpoints go to ``<out_path's folder>/checkpoints`` after every epoch, and a rerun of
     the same configuration resumes from the newest one. ``config`` is stored in every
     checkpoint and must describe the run completely (it decides whether resuming is allowed).
     """
     torch.manual_seed(seed)
-    feats = [model.frontend.normalise(f.float()) for f in cache.feats]
+    feats = [model.prepare(f) for f in cache.feats]
     if max_frames is not None:
         feats = [f[:max_frames] for f in feats]
     lengths = [f.shape[0] for f in feats]
