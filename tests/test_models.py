@@ -155,3 +155,43 @@ def test_frame_repeat_brings_20ms_frames_to_10ms():
     assert twice.shape == (1, 60, 8)
     torch.testing.assert_close(twice[:, 0::2], once)
     torch.testing.assert_close(twice[:, 1::2], once)
+
+
+def test_every_upstream_reads_the_input_kind_the_workflow_plans_for():
+    from tests_paths import REPO
+
+    from sslgrid.config import load_config
+    from sslgrid.grid import INPUT_KINDS
+    from sslgrid.models.factory import UPSTREAMS
+
+    config = load_config(REPO / "config.yaml")
+    assert set(INPUT_KINDS) == set(UPSTREAMS)
+    for name in UPSTREAMS:
+        args = {} if name == "fbank" else config["models"][name]["sizes"]["tiny"]
+        assert build_upstream(name, args, FBANK).input_kind == INPUT_KINDS[name], name
+
+
+@pytest.mark.parametrize(
+    "name,paper",
+    [
+        ("apc", "sslgrid.models.apc:apc_paper"),
+        ("mockingjay", "sslgrid.models.mockingjay:mockingjay_paper"),
+        ("tera", "sslgrid.models.mockingjay:tera_paper"),
+        ("cpc", "sslgrid.models.cpc:cpc_paper"),
+        ("wav2vec", "sslgrid.models.wav2vec:wav2vec_paper"),
+        ("wav2vec2", "sslgrid.models.wav2vec2:wav2vec2_base"),
+    ],
+)
+def test_the_configured_paper_size_is_the_reference_architecture(name, paper):
+    """config.yaml's `paper` entries are the architectures whose sizes the model tests check."""
+    import importlib
+
+    from tests_paths import REPO
+
+    from sslgrid.config import load_config
+    from sslgrid.models.factory import architecture
+
+    module, function = paper.split(":")
+    expected = getattr(importlib.import_module(module), function)()
+    config = load_config(REPO / "config.yaml")
+    assert architecture(name, config["models"][name]["sizes"]["paper"]) == expected

@@ -16,31 +16,56 @@ from fillets_fixture import make_fillets_packages
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-WORDS = ["een vis", "twee vissen", "de grote vis", "de kleine vis", "hier is water",
-         "waar is de deur", "we moeten weg", "kijk daar eens"]
+WORDS = [
+    "een vis",
+    "twee vissen",
+    "de grote vis",
+    "de kleine vis",
+    "hier is water",
+    "waar is de deur",
+    "we moeten weg",
+    "kijk daar eens",
+]
 
 
 def tiny_levels() -> dict[str, list[tuple[str, str, str, str]]]:
     levels = {}
     for n, level in enumerate(["alpha", "beta", "gamma", "delta"]):
         levels[level] = [
-            (f"{level[:2]}-{'m' if i % 2 else 'v'}-{i}", "font_small" if i % 2 else "font_big",
-             f"english {i}", WORDS[(n + i) % len(WORDS)].capitalize() + ".")
+            (
+                f"{level[:2]}-{'m' if i % 2 else 'v'}-{i}",
+                "font_small" if i % 2 else "font_big",
+                f"english {i}",
+                WORDS[(n + i) % len(WORDS)].capitalize() + ".",
+            )
             for i in range(3)
         ]
     return levels
 
 
-def tiny_config(packages: list[dict[str, str]]) -> dict:
+UPSTREAMS = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]["upstreams"]
+
+
+def tiny_config(packages: list[dict[str, str]], upstreams: list[str] = UPSTREAMS) -> dict:
+    """The default grid on a tiny corpus, one epoch, with ``upstreams`` fine-tuned."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["corpora"]["fillets-nl"].update(packages=packages, dev_fraction=0.25,
-                                           test_fraction=0.25)
-    config["models"]["apc"]["sizes"]["tiny"] = {"num_layers": 2, "hidden_size": 16,
-                                                "prediction_shift": 2, "dropout": 0.0}
+    config["finetune"]["upstreams"] = list(upstreams)
+    config["pretrain"]["models"] = [m for m in upstreams if m != "fbank"]
+    config["corpora"]["fillets-nl"].update(packages=packages, dev_fraction=0.25, test_fraction=0.25)
+    config["models"]["apc"]["sizes"]["tiny"] = {
+        "num_layers": 2,
+        "hidden_size": 16,
+        "prediction_shift": 2,
+        "dropout": 0.0,
+    }
     config["pretrain"].update(epochs=1, batch_seconds=4.0)
     config["finetune"].update(epochs=1, batch_seconds=4.0)
-    config["finetune"]["downstream"] = {"hidden_size": 16, "num_layers": 1, "dropout": 0.0,
-                                        "subsample": 2}
+    config["finetune"]["downstream"] = {
+        "hidden_size": 16,
+        "num_layers": 1,
+        "dropout": 0.0,
+        "subsample": 2,
+    }
     return config
 
 
@@ -49,8 +74,8 @@ def read_table(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def check_table(rows: list[dict[str, str]]) -> None:
-    assert {r["model"] for r in rows} == {"fbank", "apc"}
+def check_table(rows: list[dict[str, str]], models: list[str]) -> None:
+    assert {r["model"] for r in rows} == set(models)
     for row in rows:
         assert row["corpus"] == "fillets-nl" and row["split"] == "test"
         assert row["decoder"] == "greedy"
@@ -65,12 +90,21 @@ def test_snakemake_runs_the_whole_dag(tmp_path):
     workdir.mkdir()
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(packages)))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(workdir / "tiny.yaml"), "--cores", "2",
-           "results/wer_table.csv"]
+    cmd = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "tiny.yaml"),
+        "--cores",
+        "2",
+        "results/wer_table.csv",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    check_table(read_table(workdir / "results" / "wer_table.csv"))
+    check_table(read_table(workdir / "results" / "wer_table.csv"), UPSTREAMS)
     md = (workdir / "results" / "wer_table.md").read_text()
     assert "torch" in md and "git" in md.lower()
     for log in ["corpus/fillets-nl.log", "pretrain/apc/fillets-nl/all.log"]:
@@ -86,11 +120,12 @@ def test_dvc_repro_builds_the_same_table(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     for name in ["scripts", "src", "workflow"]:
-        shutil.copytree(REPO / name, project / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    (project / "config.yaml").write_text(yaml.safe_dump(tiny_config(packages)))
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
-           "PYTHONPATH": str(project / "src")}
+        shutil.copytree(
+            REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+    upstreams = ["fbank", "apc", "cpc"]  # one model of each input kind
+    (project / "config.yaml").write_text(yaml.safe_dump(tiny_config(packages, upstreams)))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(project / "src")}
 
     def run(*args: str) -> None:
         proc = subprocess.run(args, cwd=project, env=env, capture_output=True, text=True)
@@ -100,7 +135,7 @@ def test_dvc_repro_builds_the_same_table(tmp_path):
     run("dvc", "init", "-q")
     run("python", "scripts/write_dvc_yaml.py")
     run("dvc", "repro", "-q")
-    check_table(read_table(project / "results" / "wer_table.csv"))
+    check_table(read_table(project / "results" / "wer_table.csv"), upstreams)
     # One grid cell can be rebuilt on its own.
     run("dvc", "repro", "-f", "-s", "pretrain@apc-fillets-nl-all")
 
@@ -116,9 +151,19 @@ def test_committed_dvc_yaml_matches_the_default_grid():
 
 def test_dry_run_of_the_default_grid_lists_every_stage():
     proc = subprocess.run(
-        [str(BIN / "snakemake"), "-n", "--cores", "8", "results/wer_table.csv", "--directory",
-         str(REPO), "--snakefile", str(REPO / "Snakefile")],
-        capture_output=True, text=True,
+        [
+            str(BIN / "snakemake"),
+            "-n",
+            "--cores",
+            "8",
+            "results/wer_table.csv",
+            "--directory",
+            str(REPO),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+        ],
+        capture_output=True,
+        text=True,
         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -131,9 +176,20 @@ def test_snakemake_refuses_a_bad_config_naming_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"pretrain": {"modles": ["apc"]}}))
     proc = subprocess.run(
-        [str(BIN / "snakemake"), "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(bad)],
-        capture_output=True, text=True,
+        [
+            str(BIN / "snakemake"),
+            "-n",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode != 0
     assert "modles" in proc.stdout + proc.stderr

@@ -9,18 +9,40 @@ import torch
 
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.models.apc import APC, APCConfig
-from sslgrid.models.upstream import FbankUpstream, Filterbank
+from sslgrid.models.cpc import CPC, CPCConfig
+from sslgrid.models.mockingjay import Mockingjay, MockingjayConfig
+from sslgrid.models.upstream import Filterbank, Upstream
+from sslgrid.models.wav2vec import Wav2Vec, Wav2VecConfig
+from sslgrid.models.wav2vec2 import Wav2Vec2, Wav2Vec2Settings
 
-UPSTREAMS = ("fbank", "apc")
+# name -> (model class, its architecture dataclass). Mockingjay and TERA share one class:
+# TERA is Mockingjay with frequency masking switched on in its sizes.
+ARCHITECTURES: dict[str, tuple[type[Upstream], type]] = {
+    "apc": (APC, APCConfig),
+    "mockingjay": (Mockingjay, MockingjayConfig),
+    "tera": (Mockingjay, MockingjayConfig),
+    "cpc": (CPC, CPCConfig),
+    "wav2vec": (Wav2Vec, Wav2VecConfig),
+    "wav2vec2": (Wav2Vec2, Wav2Vec2Settings),
+}
+UPSTREAMS = ("fbank", *ARCHITECTURES)
 
 
-def build_upstream(name: str, args: dict[str, Any], fbank: FbankConfig) -> FbankUpstream:
+def architecture(name: str, args: dict[str, Any]) -> Any:
+    """The architecture dataclass of upstream ``name`` built from config arguments."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown upstream {name!r}; known upstreams: {list(UPSTREAMS)}")
+    config_cls = ARCHITECTURES[name][1]
+    # YAML and JSON give lists where the dataclasses hold tuples (conv layouts).
+    return config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+
+
+def build_upstream(name: str, args: dict[str, Any], fbank: FbankConfig) -> Upstream:
     """A freshly initialised upstream ``name`` with architecture arguments ``args``."""
     if name == "fbank":
         return Filterbank(fbank)
-    if name == "apc":
-        return APC(APCConfig(**args), fbank)
-    raise ValueError(f"unknown upstream {name!r}; known upstreams: {list(UPSTREAMS)}")
+    arch = architecture(name, args)
+    return ARCHITECTURES[name][0](arch, fbank)
 
 
 def upstream_spec(name: str, args: dict[str, Any], fbank: FbankConfig) -> dict[str, Any]:
@@ -28,11 +50,11 @@ def upstream_spec(name: str, args: dict[str, Any], fbank: FbankConfig) -> dict[s
     return {"name": name, "args": dict(args), "fbank": fbank.to_dict()}
 
 
-def upstream_from_spec(spec: dict[str, Any]) -> FbankUpstream:
+def upstream_from_spec(spec: dict[str, Any]) -> Upstream:
     return build_upstream(spec["name"], spec["args"], FbankConfig(**spec["fbank"]))
 
 
-def load_upstream(path: str | Path) -> FbankUpstream:
+def load_upstream(path: str | Path) -> Upstream:
     """Restore a pre-trained upstream from a checkpoint written by the pretrain stage."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = upstream_from_spec(ckpt["config"]["upstream"])

@@ -1,0 +1,185 @@
+"""wav2vec: upstream contract, causal aggregator, padding-free contrastive loss, paper size."""
+
+import math
+
+import pytest
+import torch
+
+from sslgrid.models.upstream import conv_output_lengths
+from sslgrid.models.wav2vec import (
+    Wav2Vec,
+    Wav2VecConfig,
+    sample_distractor_indices,
+    wav2vec_paper,
+)
+
+# config.yaml's tiny size, except where a test shrinks it further.
+TINY = {
+    "hidden_size": 32,
+    "encoder_linear_layers": 2,
+    "aggregator_kernels": [2, 3, 4, 5],
+    "residual_scale": 0.5,
+    "prediction_steps": 12,
+    "prediction_offset": 1,
+    "num_negatives": 10,
+    "dropout": 0.0,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a busy machine extra threads spin-wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> Wav2Vec:
+    return Wav2Vec(Wav2VecConfig(**{**TINY, **overrides}))
+
+
+def chirps(num: int, samples: int) -> torch.Tensor:
+    """Rising chirps with a slow amplitude envelope: predictable, but different per utterance."""
+    t = torch.arange(samples) / 16000
+    waves = []
+    for i in range(num):
+        phase = 2 * math.pi * ((200 + 150 * i) * t + 400 * t**2)
+        envelope = 0.5 + 0.5 * torch.sin(2 * math.pi * 4 * t + i)
+        waves.append(0.5 * envelope * torch.sin(phase))
+    return torch.stack(waves)
+
+
+def test_upstream_contract():
+    torch.manual_seed(0)
+    model = tiny().eval()
+    lengths = torch.tensor([16000, 12345, 3000])
+    out = model(torch.randn(3, 16000) * 0.1, lengths)
+    assert model.num_layers == 2 == len(out.hidden_states)
+    layers = [(10, 5), (8, 4), (4, 2), (4, 2), (4, 2), (1, 1), (1, 1)]
+    expected = conv_output_lengths(lengths, layers)
+    assert {h.shape for h in out.hidden_states} == {(3, int(expected[0]), model.output_dim)}
+    assert out.lengths.tolist() == expected.tolist()
+    assert model.downsample_rate == 160
+    assert ((lengths / model.downsample_rate - out.lengths).abs() < 3).all()
+
+
+def test_aggregator_is_causal():
+    torch.manual_seed(0)
+    model = tiny().eval()
+    wav = torch.randn(1, 8000) * 0.1
+    changed = wav.clone()
+    changed[:, 6000:] = torch.randn(2000)
+    a = model(wav, torch.tensor([8000])).hidden_states[-1]
+    b = model(changed, torch.tensor([8000])).hidden_states[-1]
+    # Frame t's encoder window ends at sample 160 t + 465, so frames up to 33 never see 6000+.
+    torch.testing.assert_close(a[:, :34], b[:, :34], rtol=0, atol=0)
+    assert not torch.allclose(a[:, 40:], b[:, 40:])
+
+
+def test_padding_in_a_batch_does_not_change_valid_frames():
+    torch.manual_seed(0)
+    model = tiny().eval()
+    short, long = torch.randn(5000) * 0.1, torch.randn(9000) * 0.1
+    alone = model(short[None], torch.tensor([5000]))
+    batch = torch.stack([torch.cat([short, 5 * torch.randn(4000)]), long])
+    padded = model(batch, torch.tensor([5000, 9000]))
+    n = int(alone.lengths[0])
+    assert int(padded.lengths[0]) == n
+    for a, b in zip(alone.hidden_states, padded.hidden_states, strict=True):
+        torch.testing.assert_close(b[0, :n], a[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [1, 3])
+def test_loss_ignores_padding(offset):
+    model = tiny(prediction_offset=offset).eval()
+    wavs = torch.randn(2, 6000) * 0.1
+    lengths = torch.tensor([6000, 4000])
+    garbage = torch.cat([wavs, 10 * torch.randn(2, 3000)], dim=1)
+    garbage[1, 4000:] = 10 * torch.randn(5000)
+    torch.manual_seed(1)
+    a = model.pretrain_loss(wavs, lengths)
+    torch.manual_seed(1)
+    b = model.pretrain_loss(garbage, lengths)
+    # Bit-identical: valid frames do not depend on padding, distractor draws are time-major
+    # and the sum runs over the same selected terms in the same order.
+    assert torch.equal(a, b)
+
+
+def test_distractors_are_other_frames_of_the_same_utterance():
+    torch.manual_seed(0)
+    lengths = torch.tensor([5, 0, 3, 7, 2])
+    idx = sample_distractor_indices(lengths, 7, 200)
+    assert idx.shape == (5, 7, 200)
+    start = (torch.cumsum(lengths, 0) - lengths).tolist()
+    for b, n in enumerate(lengths.tolist()):
+        for t in range(n):
+            others = set(range(start[b], start[b] + n)) - {start[b] + t}
+            assert set(idx[b, t].unique().tolist()) == others
+
+
+def test_loss_falls_on_a_fixed_batch():
+    """The loss first drops to the base-rate optimum, then below it as the future is told apart.
+
+    Scoring every candidate alike is optimal at ln(N + 1) + N ln((N + 1) / N) per prediction,
+    and the fastest way there is to make the (learnt) targets constant over time: the encoder
+    collapses within a few dozen steps and needs a few hundred more on this toy batch to
+    recover and identify the true future frames.
+    """
+    torch.manual_seed(0)
+    model = tiny(prediction_steps=4, num_negatives=8)
+    wavs = chirps(4, 4000)
+    lengths = torch.tensor([4000, 3500, 3000, 2000])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    plateau = math.log(9) + 8 * math.log(9 / 8)
+    losses = []
+    while len(losses) < 400 and not (len(losses) > 30 and sum(losses[-5:]) < 5 * 0.7 * plateau):
+        loss = model.pretrain_loss(wavs, lengths)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[30] < 0.6 * losses[0]
+    assert sum(losses[-5:]) / 5 < 0.7 * plateau
+
+
+def test_paper_size_matches_the_reference_table():
+    model = Wav2Vec(wav2vec_paper())
+    assert model.output_dim == 512 and model.num_layers == 2
+    assert len(model.encoder.convs) == 7 and len(model.aggregator) == 12
+    # Documented count: all parameters, the 12 step predictors included.
+    params = sum(p.numel() for p in model.parameters())
+    assert abs(params - 32.5e6) / 32.5e6 < 0.10
+
+
+def test_state_dict_round_trip_gives_identical_outputs():
+    torch.manual_seed(0)
+    model = tiny().eval()
+    torch.manual_seed(1)
+    copy = tiny().eval()
+    copy.load_state_dict(model.state_dict())
+    wavs, lengths = torch.randn(2, 4000) * 0.1, torch.tensor([4000, 3000])
+    original, restored = model(wavs, lengths), copy(wavs, lengths)
+    for a, b in zip(original.hidden_states, restored.hidden_states, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_dropout_draws_from_the_global_rng():
+    model = tiny(dropout=0.3).train()
+    wavs, lengths = torch.randn(2, 4000) * 0.1, torch.tensor([4000, 3000])
+    torch.manual_seed(5)
+    a = model.pretrain_loss(wavs, lengths)
+    torch.manual_seed(5)
+    b = model.pretrain_loss(wavs, lengths)
+    c = model.pretrain_loss(wavs, lengths)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_config_round_trip_keeps_yaml_types():
+    config = Wav2VecConfig(**TINY)
+    assert config.aggregator_kernels == (2, 3, 4, 5)
+    as_dict = config.to_dict()
+    assert as_dict == TINY
+    assert Wav2VecConfig(**as_dict) == config
+    with pytest.raises(ValueError, match="prediction_offset"):
+        tiny(prediction_offset=0)
