@@ -87,3 +87,35 @@ def test_overrides_are_validated_too():
     config = load_config(REPO / "config.yaml", overrides={"finetune": {"epochs": 3}})
     assert config["finetune"]["epochs"] == 3
     assert config["finetune"]["mode"] == "frozen"
+
+
+SYNTHETIC = {
+    "recipe": "synthetic",
+    "language": "nl",
+    "region": "nl",
+    "domain": "synthetic-tts",
+    "packages": [{"name": "p", "url": "file:///p.deb", "sha256": "0" * 64}],
+    "hours": 0.5,
+    "exclude_text_of": ["fillets-nl"],
+}
+
+
+def test_each_recipe_takes_its_own_keys():
+    config = copy.deepcopy(DEFAULT)
+    config["corpora"]["synthetic-nl"] = copy.deepcopy(SYNTHETIC)
+    config["corpora"]["cgn-vl"] = {"recipe": "cgn", "root": "/data/CGN", "region": "vl"}
+    validated = validate_config(config)
+    assert validated["corpora"]["fillets-nl"]["dev_fraction"] == 0.1  # defaults of its branch
+    assert validated["corpora"]["synthetic-nl"]["exclude_text_of"] == ["fillets-nl"]
+
+    msg = broken(lambda c: c["corpora"].update({"s": {**SYNTHETIC, "max_clips": 3}}))
+    assert "'max_clips'" in msg and "corpora.s" in msg and "'hours'" in msg
+    msg = broken(lambda c: c["corpora"].update({"s": {**SYNTHETIC, "recipe": "tts"}}))
+    assert "corpora.s.recipe" in msg and "synthetic" in msg
+
+
+def test_a_corpus_excluding_an_undefined_corpus_is_named():
+    msg = broken(
+        lambda c: c["corpora"].update({"s": {**SYNTHETIC, "exclude_text_of": ["cgn-nl"]}})
+    )
+    assert "corpora.s.exclude_text_of.0" in msg and "'cgn-nl'" in msg

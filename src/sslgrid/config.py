@@ -121,6 +121,13 @@ def fill_defaults(value: Any, sub: Mapping[str, Any], root: Mapping[str, Any]) -
             value[key] = copy.deepcopy(prop["default"])
         if key in value:
             value[key] = fill_defaults(value[key], prop, root)
+    for branch in sub.get("allOf", []):
+        # if/then branches select a variant by a const (a corpus' recipe): fill its defaults.
+        condition = branch.get("if", {}).get("properties", {})
+        if "then" in branch and all(
+            value.get(key) == cond.get("const") for key, cond in condition.items()
+        ):
+            value = fill_defaults(value, branch["then"], root)
     extra = sub.get("additionalProperties")
     if isinstance(extra, Mapping):
         known = set(sub.get("properties", {}))
@@ -139,6 +146,9 @@ def check_references(config: Mapping[str, Any], source: str) -> None:
         if name not in config["corpora"]:
             problems.append(f"{key}: corpus {name!r} is not defined; defined corpora: {corpora}")
 
+    for name, corpus in config["corpora"].items():
+        for i, other in enumerate(corpus.get("exclude_text_of", [])):
+            need_corpus(f"corpora.{name}.exclude_text_of.{i}", other)
     for i, pool in enumerate(config["pretrain"]["pools"]):
         need_corpus(f"pretrain.pools.{i}", pool)
     need_corpus("finetune.corpus", config["finetune"]["corpus"])

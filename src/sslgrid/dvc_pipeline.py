@@ -22,31 +22,39 @@ def stage_key(*parts: str) -> str:
     return "-".join(parts).replace(".", "_")
 
 
-def corpus_stage(config: dict[str, Any]) -> dict[str, Any]:
-    names = sorted(
-        {
-            *config["pretrain"]["pools"],
-            config["finetune"]["corpus"],
-            *(t.split("/")[0] for t in config["test_sets"]),
-        }
+def corpus_stages(config: dict[str, Any]) -> dict[str, Any]:
+    """``corpus@<name>`` for self-contained corpora; ``corpus-<name>`` for each corpus that
+    must wait for others (a synthetic corpus never speaks their dev/test sentences)."""
+    names = sorted(cache_kinds(config))
+    names += sorted(
+        {o for n in names for o in config["corpora"][n].get("exclude_text_of", [])} - set(names)
     )
-    return {
-        "foreach": {name: {"corpus": name} for name in names},
-        "do": {
-            "cmd": "python scripts/prepare_corpus.py --config config.yaml --corpus ${item.corpus}"
-            " --download-dir data/downloads --audio-dir data/audio/${item.corpus}"
-            " --manifest-dir data/manifests/${item.corpus} --no-progress",
-            "deps": [
-                "scripts/prepare_corpus.py",
-                "src/sslgrid/corpora",
-                "src/sslgrid/text.py",
-                "src/sslgrid/audio.py",
-            ],
-            "params": [{CONFIG: ["seed", "corpora.${item.corpus}"]}],
-            "outs": [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS]
-            + ["data/manifests/${item.corpus}/report.json", "data/audio/${item.corpus}"],
-        },
+    do = {
+        "cmd": "python scripts/prepare_corpus.py --config config.yaml --corpus ${item.corpus}"
+        " --download-dir data/downloads --audio-dir data/audio/${item.corpus}"
+        " --manifest-dir data/manifests/${item.corpus} --no-progress",
+        "deps": [
+            "scripts/prepare_corpus.py",
+            "src/sslgrid/corpora",
+            "src/sslgrid/text.py",
+            "src/sslgrid/audio.py",
+        ],
+        "params": [{CONFIG: ["seed", "corpora.${item.corpus}"]}],
+        "outs": [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS]
+        + ["data/manifests/${item.corpus}/report.json", "data/audio/${item.corpus}"],
     }
+    plain = [n for n in names if not config["corpora"][n].get("exclude_text_of")]
+    stages: dict[str, Any] = {"corpus": {"foreach": {n: {"corpus": n} for n in plain}, "do": do}}
+    for name in sorted(set(names) - set(plain)):
+        held_out = [
+            f"data/manifests/{other}/cuts_{split}.jsonl.gz"
+            for other in config["corpora"][name]["exclude_text_of"]
+            for split in ("dev", "test")
+        ]
+        stage = yaml.safe_load(yaml.safe_dump(do).replace("${item.corpus}", name))
+        stage["deps"] += held_out
+        stages[f"corpus-{name}"] = stage
+    return stages
 
 
 def features_stage(corpora: list[str], kind: str) -> dict[str, Any]:
@@ -216,20 +224,20 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
 def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
     kinds = cache_kinds(config)
     stages = {
-        "corpus": corpus_stage(config),
+        **corpus_stages(config),
         "features": features_stage(sorted(kinds), "fbank"),
         "finetune": finetune_stage(config),
         "decode": decode_stage(config),
         "score": score_stage(config),
         "wer_table": table_stage(config),
     }
-    front = dict(list(stages.items())[:2])
+    front = {k: v for k, v in stages.items() if k.startswith("corpus") or k == "features"}
     wav_corpora = sorted(c for c, k in kinds.items() if "wav" in k)
     if wav_corpora:
         front["waveforms"] = features_stage(wav_corpora, "wav")
     if any(c.model != "fbank" for c in upstream_cells(config)):
         front["pretrain"] = pretrain_stage(config)
-    return {"stages": {**front, **dict(list(stages.items())[2:])}}
+    return {"stages": {**front, **{k: v for k, v in stages.items() if k not in front}}}
 
 
 def render(config: dict[str, Any]) -> str:
