@@ -43,6 +43,11 @@ def settings(*keys):
     return json.dumps(node, sort_keys=True)
 
 
+def imported_input(w):
+    """The off-the-shelf checkpoint behind an imported upstream (its path must exist)."""
+    return config["imported"][w.model]["path"] if w.model in config["imported"] else []
+
+
 wildcard_constraints:
     corpus=r"[a-z0-9-]+",
     pool=r"[a-z0-9-]+",

@@ -14,9 +14,10 @@ from sslgrid.asr.finetune import finetune_frozen, frame_repeat_for
 from sslgrid.config import load_config
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import FeatureCache, load_cache
-from sslgrid.grid import cache_name
+from sslgrid.grid import cache_name, family, is_imported
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
+from sslgrid.models.importers import import_upstream
 
 
 def transcripts(
@@ -62,6 +63,10 @@ def main() -> None:
         cmvn = torch.load(args.data_dir / "features" / corpus / "cmvn.pt")
         upstream.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
         spec = upstream_spec("fbank", {}, fbank)
+    elif args.pretrained is None and is_imported(args.upstream, config):
+        # An off-the-shelf checkpoint as it is (the study's English / XLSR-53 rows).
+        upstream, arch = import_upstream(config["imported"][args.upstream]["path"])
+        spec = upstream_spec(family(args.upstream, config), arch, fbank)
     else:
         if args.pretrained is None:
             parser.error(f"--pretrained is required for upstream {args.upstream!r}")
@@ -76,7 +81,7 @@ def main() -> None:
     train, dev = (
         transcripts(
             manifests / f"cuts_{split}.jsonl.gz",
-            load_cache(feats / cache_name(args.upstream, split)),
+            load_cache(feats / cache_name(args.upstream, split, config)),
             max_seconds,
         )
         for split in ("train", "dev")

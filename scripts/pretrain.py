@@ -13,9 +13,10 @@ from sslgrid.config import load_config
 from sslgrid.corpora.subsets import nested_subset_by_hours, parse_amount
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import load_cache
-from sslgrid.grid import cache_name, model_args
+from sslgrid.grid import cache_name, family, is_imported, model_args
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, upstream_spec
+from sslgrid.models.importers import import_upstream
 from sslgrid.train.pretrain import pretrain_upstream
 
 
@@ -35,7 +36,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pt = config["pretrain"]
 
-    cache = load_cache(args.data_dir / "features" / args.pool / cache_name(args.model, "train"))
+    cache_file = cache_name(args.model, "train", config)
+    cache = load_cache(args.data_dir / "features" / args.pool / cache_file)
     cuts = CutSet.from_file(args.data_dir / "manifests" / args.pool / "cuts_train.jsonl.gz")
     durations = {cut.id: cut.duration for cut in cuts}
     ids = nested_subset_by_hours(
@@ -47,8 +49,14 @@ def main() -> None:
         "pool %s, amount %s: %d utterances, %.3f h", args.pool, args.amount, len(ids), cache.hours()
     )
 
-    arch = model_args(config, args.model)
-    model = build_upstream(args.model, arch, fbank)
+    if is_imported(args.model, config):
+        # Continued pre-training: start from the checkpoint, quantiser and all.
+        path = config["imported"][args.model]["path"]
+        model, arch = import_upstream(path)
+        logging.info("continuing the pre-training of %s (%s)", args.model, path)
+    else:
+        arch = model_args(config, args.model)
+        model = build_upstream(args.model, arch, fbank)
     if model.input_kind == "fbank":
         cmvn = torch.load(args.data_dir / "features" / args.pool / "cmvn.pt")
         model.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
@@ -56,7 +64,8 @@ def main() -> None:
         "%s: %.2f M parameters", args.model, sum(p.numel() for p in model.parameters()) / 1e6
     )
     run_config = {
-        "upstream": upstream_spec(args.model, arch, fbank),
+        "upstream": upstream_spec(family(args.model, config), arch, fbank),
+        "init": config["imported"][args.model]["path"] if is_imported(args.model, config) else None,
         "pool": args.pool,
         "amount": args.amount,
         "utterances": len(ids),

@@ -83,12 +83,29 @@ def check_table(rows: list[dict[str, str]], models: list[str]) -> None:
         assert float(row["wer_low"]) <= float(row["wer"]) <= float(row["wer_high"])
 
 
+def write_hf_checkpoint(folder: Path) -> Path:
+    """A tiny randomly initialised wav2vec 2.0 in the Hugging Face layout, as users keep XLSR."""
+    from transformers import Wav2Vec2ForPreTraining
+
+    from sslgrid.models.wav2vec2 import Wav2Vec2Settings
+
+    args = yaml.safe_load((REPO / "config.yaml").read_text())["models"]["wav2vec2"]["sizes"]
+    settings = Wav2Vec2Settings(**args["tiny"])
+    Wav2Vec2ForPreTraining(settings.to_hf_config()).save_pretrained(folder)
+    return folder
+
+
 @pytest.mark.e2e
 def test_snakemake_runs_the_whole_dag(tmp_path):
     packages = make_fillets_packages(tmp_path / "pkgs", tiny_levels())
     workdir = tmp_path / "run"
     workdir.mkdir()
-    (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(packages)))
+    config = tiny_config(packages)
+    # An off-the-shelf checkpoint, fine-tuned as it is and after continued pre-training.
+    config["imported"] = {"offshelf": {"path": str(write_hf_checkpoint(tmp_path / "hf"))}}
+    config["finetune"]["upstreams"].append("offshelf")
+    config["pretrain"]["models"].append("offshelf")
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     cmd = [
         str(BIN / "snakemake"),
@@ -104,10 +121,13 @@ def test_snakemake_runs_the_whole_dag(tmp_path):
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    check_table(read_table(workdir / "results" / "wer_table.csv"), UPSTREAMS)
+    rows = read_table(workdir / "results" / "wer_table.csv")
+    check_table(rows, [*UPSTREAMS, "offshelf"])
+    assert {r["pool"] for r in rows if r["model"] == "offshelf"} == {"none", "fillets-nl"}
     md = (workdir / "results" / "wer_table.md").read_text()
     assert "torch" in md and "git" in md.lower()
-    for log in ["corpus/fillets-nl.log", "pretrain/apc/fillets-nl/all.log"]:
+    logs = ["corpus/fillets-nl.log", "pretrain/offshelf/fillets-nl/all.log"]
+    for log in logs + [f"pretrain/{m}/fillets-nl/all.log" for m in UPSTREAMS if m != "fbank"]:
         assert (workdir / "logs" / log).stat().st_size > 0
     # Everything is up to date: a second run has nothing to do.
     again = subprocess.run([*cmd, "-n"], env=env, capture_output=True, text=True)

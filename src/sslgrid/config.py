@@ -154,22 +154,38 @@ def check_references(config: Mapping[str, Any], source: str) -> None:
     need_corpus("finetune.corpus", config["finetune"]["corpus"])
     for i, test_set in enumerate(config["test_sets"]):
         need_corpus(f"test_sets.{i}", test_set.split("/")[0])
-    for model in set(config["pretrain"]["models"]) | (
-        set(config["finetune"]["upstreams"]) - {"fbank"}
+    imported = config.get("imported", {})
+    own = sorted(config["models"])
+    for key, names in (
+        ("pretrain.models", config["pretrain"]["models"]),
+        ("finetune.upstreams", config["finetune"]["upstreams"]),
     ):
-        if model not in config["models"]:
-            problems.append(f"models.{model}: model {model!r} is used in the grid but not defined")
-            continue
+        for i, model in enumerate(names):
+            if model in imported or model in config["models"]:
+                continue
+            if model == "fbank" and key == "finetune.upstreams":
+                continue
+            problems.append(
+                f"{key}.{i}: {model!r} is neither a model under models ({own}) nor an "
+                f"imported checkpoint ({sorted(imported)})"
+                + ("; 'fbank' is only a fine-tuning upstream" if model == "fbank" else "")
+            )
+    for model in sorted(set(config["pretrain"]["models"]) & set(config["models"])):
         entry = config["models"][model]
         if entry["size"] not in entry["sizes"]:
             problems.append(
                 f"models.{model}.size: {entry['size']!r} is not defined; "
                 f"allowed values: {sorted(entry['sizes'])}"
             )
-    missing_pretrain = (
-        set(config["finetune"]["upstreams"]) - {"fbank"} - set(config["pretrain"]["models"])
+    for clash in sorted(set(imported) & (set(config["models"]) | {"fbank"})):
+        problems.append(f"imported.{clash}: the name is taken by a model; choose another")
+    not_pretrained = (
+        set(config["finetune"]["upstreams"])
+        - {"fbank"}
+        - set(imported)
+        - set(config["pretrain"]["models"])
     )
-    for model in sorted(missing_pretrain):
+    for model in sorted(not_pretrained):
         problems.append(
             f"finetune.upstreams: {model!r} is fine-tuned but not in pretrain.models "
             f"{config['pretrain']['models']}"

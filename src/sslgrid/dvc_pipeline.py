@@ -80,7 +80,7 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
         "foreach": {
             stage_key(c.model, c.pool, c.amount): {
                 **c.__dict__,
-                "cache": cache_name(c.model, "train"),
+                "cache": cache_name(c.model, "train", config),
             }
             for c in cells
         },
@@ -114,8 +114,8 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
             "pretrained": ""
             if c.model == "fbank"
             else f"--pretrained results/pretrain/{c.path}/model.pt",
-            "train_cache": cache_name(c.model, "train"),
-            "dev_cache": cache_name(c.model, "dev"),
+            "train_cache": cache_name(c.model, "train", config),
+            "dev_cache": cache_name(c.model, "dev", config),
         }
         items[stage_key(c.model, c.pool, c.amount, ft)] = item
     out = "results/finetune/${item.model}/${item.pool}/${item.amount}/${item.finetune}"
@@ -153,7 +153,7 @@ def decode_items(config: dict[str, Any]) -> dict[str, dict[str, str]]:
                     "corpus": corpus,
                     "split": split,
                     "decoder": decoder,
-                    "cache": cache_name(c.model, split),
+                    "cache": cache_name(c.model, split, config),
                 }
     return items
 

@@ -23,22 +23,32 @@ INPUT_KINDS = {
 }
 
 
-def input_kind(model: str) -> str:
+def family(model: str, config: dict[str, Any] | None = None) -> str:
+    """The architecture of grid model ``model``: itself, or that of an imported checkpoint."""
+    imported = (config or {}).get("imported", {})
+    return imported[model]["model"] if model in imported else model
+
+
+def is_imported(model: str, config: dict[str, Any]) -> bool:
+    return model in config.get("imported", {})
+
+
+def input_kind(model: str, config: dict[str, Any] | None = None) -> str:
     try:
-        return INPUT_KINDS[model]
+        return INPUT_KINDS[family(model, config)]
     except KeyError:
         raise ValueError(
             f"unknown upstream {model!r}; known upstreams: {list(INPUT_KINDS)}"
         ) from None
 
 
-def cache_name(model: str, split: str) -> str:
+def cache_name(model: str, split: str, config: dict[str, Any] | None = None) -> str:
     """File name of the features-stage cache that ``model`` reads for one split."""
-    return f"{input_kind(model)}_{split}.pt"
+    return f"{input_kind(model, config)}_{split}.pt"
 
 
-def cache_path(corpus: str, model: str, split: str) -> str:
-    return f"data/features/{corpus}/{cache_name(model, split)}"
+def cache_path(corpus: str, model: str, split: str, config: dict[str, Any] | None = None) -> str:
+    return f"data/features/{corpus}/{cache_name(model, split, config)}"
 
 
 def cache_kinds(config: dict[str, Any]) -> dict[str, set[str]]:
@@ -51,9 +61,9 @@ def cache_kinds(config: dict[str, Any]) -> dict[str, set[str]]:
     pools = set(config["pretrain"]["pools"])
     kinds: dict[str, set[str]] = {c: {"fbank"} for c in ft_corpora | pools}
     for pool in config["pretrain"]["pools"]:
-        kinds[pool] |= {input_kind(m) for m in config["pretrain"]["models"]}
+        kinds[pool] |= {input_kind(m, config) for m in config["pretrain"]["models"]}
     for corpus in ft_corpora:
-        kinds[corpus] |= {input_kind(m) for m in config["finetune"]["upstreams"]}
+        kinds[corpus] |= {input_kind(m, config) for m in config["finetune"]["upstreams"]}
     return kinds
 
 
@@ -71,10 +81,17 @@ class UpstreamCell:
 
 
 def upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
+    """Every upstream the grid fine-tunes.
+
+    ``fbank`` and imported checkpoints as they are have pool and amount ``none``; models in
+    ``pretrain.models`` get one cell per pool and amount (for an imported checkpoint: continued
+    pre-training from it).
+    """
     cells = []
     for model in config["finetune"]["upstreams"]:
-        if model == "fbank":
-            cells.append(UpstreamCell("fbank", NO_PRETRAIN, NO_PRETRAIN))
+        if model == "fbank" or is_imported(model, config):
+            cells.append(UpstreamCell(model, NO_PRETRAIN, NO_PRETRAIN))
+        if model not in config["pretrain"]["models"]:
             continue
         for pool in config["pretrain"]["pools"]:
             for amount in config["pretrain"]["amounts"]:

@@ -4,7 +4,7 @@
 rule decode:
     input:
         model="results/finetune/{model}/{pool}/{amount}/{finetune}/model.pt",
-        feats=lambda w: cache_path(w.corpus, w.model, w.split),
+        feats=lambda w: cache_path(w.corpus, w.model, w.split, config),
         cuts="data/manifests/{corpus}/cuts_{split}.jsonl.gz",
     output:
         hyps="results/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}/hyps.jsonl",

@@ -4,14 +4,17 @@
 def pretrained_input(w):
     if w.model == "fbank":
         return []
+    if w.pool == NO_PRETRAIN:  # an imported checkpoint as it is
+        return []
     return f"results/pretrain/{w.model}/{w.pool}/{w.amount}/model.pt"
+
 
 
 def finetune_corpus_inputs(w):
     corpus = config["finetune"]["corpus"]
     return [
-        cache_path(corpus, w.model, "train"),
-        cache_path(corpus, w.model, "dev"),
+        cache_path(corpus, w.model, "train", config),
+        cache_path(corpus, w.model, "dev", config),
         f"data/features/{corpus}/cmvn.pt",
     ] + expand("data/manifests/{corpus}/cuts_{split}.jsonl.gz", corpus=corpus, split=["train", "dev"])
 
@@ -19,12 +22,16 @@ def finetune_corpus_inputs(w):
 rule finetune:
     input:
         pretrained=pretrained_input,
+        imported=imported_input,
         data=finetune_corpus_inputs,
     output:
         model="results/finetune/{model}/{pool}/{amount}/{finetune}/model.pt",
         history="results/finetune/{model}/{pool}/{amount}/{finetune}/history.tsv",
     params:
-        settings=lambda w: json.dumps([config["finetune"], config["features"], config["seed"]], sort_keys=True),
+        settings=lambda w: json.dumps(
+            [config["finetune"], config["features"], config["seed"], config["imported"].get(w.model)],
+            sort_keys=True,
+        ),
         pretrained=lambda w, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
         torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
     threads: config["threads_per_job"]

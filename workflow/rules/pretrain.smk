@@ -3,15 +3,22 @@
 
 rule pretrain:
     input:
-        feats=lambda w: cache_path(w.pool, w.model, "train"),
+        feats=lambda w: cache_path(w.pool, w.model, "train", config),
         cmvn="data/features/{pool}/cmvn.pt",
         cuts="data/manifests/{pool}/cuts_train.jsonl.gz",
+        init=imported_input,
     output:
         model="results/pretrain/{model}/{pool}/{amount}/model.pt",
         history="results/pretrain/{model}/{pool}/{amount}/history.tsv",
     params:
         settings=lambda w: json.dumps(
-            [config["models"][w.model], config["pretrain"], config["features"], config["seed"]],
+            [
+                config["models"].get(w.model),
+                config["imported"].get(w.model),
+                config["pretrain"],
+                config["features"],
+                config["seed"],
+            ],
             sort_keys=True,
         ),
         torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
