@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 8
-APT_PACKAGES := espeak-ng sox
+# espeak-ng and sox synthesise the synthetic corpus; cmake, boost and the compression headers
+# build KenLM's lmplz (not on PyPI as a binary) from its source distribution.
+APT_PACKAGES := espeak-ng sox cmake g++ make libboost-program-options-dev libboost-system-dev \
+	libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev
 
 .PHONY: setup system-deps run test lint dry-run clean
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed $(BIN)/lmplz
 
 # Debian packages: installed when root, otherwise named so the user can install them.
 system-deps:
@@ -26,6 +29,10 @@ $(VENV)/.installed: envs/requirements.txt envs/requirements-dev.txt envs/constra
 	$(BIN)/pip install -q --disable-pip-version-check -r envs/requirements.txt -r envs/requirements-dev.txt -c envs/constraints.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# KenLM's lmplz and build_binary, built from the pinned kenlm sdist into the venv.
+$(BIN)/lmplz: scripts/build_kenlm.sh | $(VENV)/.installed
+	JOBS=2 scripts/build_kenlm.sh $(VENV)
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES) results/wer_table.csv

@@ -55,7 +55,7 @@ wildcard_constraints:
     amount=r"all|none|[0-9.]+h",
     finetune=r"[a-z]+-[a-z0-9-]+",
     split=r"train|dev|test",
-    decoder=r"greedy",
+    decoder=r"greedy|lm",
 
 
 include: "workflow/rules/corpus.smk"

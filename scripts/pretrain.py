@@ -49,6 +49,8 @@ def main() -> None:
         "pool %s, amount %s: %d utterances, %.3f h", args.pool, args.amount, len(ids), cache.hours()
     )
 
+    # Initial weights from the seed too: torch's own start seed differs between processes.
+    torch.manual_seed(config["seed"])
     if is_imported(args.model, config):
         # Continued pre-training: start from the checkpoint, quantiser and all.
         path = config["imported"][args.model]["path"]

@@ -44,6 +44,7 @@ def tiny_levels() -> dict[str, list[tuple[str, str, str, str]]]:
 
 
 UPSTREAMS = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]["upstreams"]
+DECODERS = yaml.safe_load((REPO / "config.yaml").read_text())["decode"]["decoders"]
 
 
 def tiny_config(packages: list[dict[str, str]], upstreams: list[str] = UPSTREAMS) -> dict:
@@ -76,9 +77,10 @@ def read_table(path: Path) -> list[dict[str, str]]:
 
 def check_table(rows: list[dict[str, str]], models: list[str]) -> None:
     assert {r["model"] for r in rows} == set(models)
+    assert {(r["model"], r["decoder"]) for r in rows} == {(m, d) for m in models for d in DECODERS}
     for row in rows:
         assert row["corpus"] == "fillets-nl" and row["split"] == "test"
-        assert row["decoder"] == "greedy"
+        assert row["decoder"] in ("greedy", "lm")
         assert int(row["n_utts"]) > 0
         assert float(row["wer_low"]) <= float(row["wer"]) <= float(row["wer_high"])
 

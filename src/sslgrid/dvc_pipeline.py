@@ -164,22 +164,47 @@ CELL_DIR = (
 )
 
 
-def decode_stage(config: dict[str, Any]) -> dict[str, Any]:
+def decode_stage(config: dict[str, Any], decoder: str) -> dict[str, Any]:
+    """Decoding with one decoder; ``lm`` also needs the LM and the dev split it is tuned on."""
     model = "results/finetune/${item.model}/${item.pool}/${item.amount}/${item.finetune}/model.pt"
+    items = {k: v for k, v in decode_items(config).items() if v["decoder"] == decoder}
+    cmd = (
+        f"python scripts/decode.py --model {model}"
+        " --features data/features/${item.corpus}/${item.cache}"
+        " --cuts data/manifests/${item.corpus}/cuts_${item.split}.jsonl.gz"
+        f" --decoder {decoder} --out {CELL_DIR}/hyps.jsonl"
+    )
+    deps = ["scripts/decode.py", model, "data/features/${item.corpus}/${item.cache}"]
+    if decoder == "lm":
+        lm_dir = f"results/lm/{config['finetune']['corpus']}"
+        for item in items.values():
+            item["dev_cache"] = item["cache"].replace(f"_{item['split']}.pt", "_dev.pt")
+        cmd += (
+            f" --config config.yaml --lm-dir {lm_dir}"
+            " --dev-features data/features/${item.corpus}/${item.dev_cache}"
+            " --dev-cuts data/manifests/${item.corpus}/cuts_dev.jsonl.gz"
+        )
+        deps += [f"{lm_dir}/lm.bin", "data/features/${item.corpus}/${item.dev_cache}"]
+    stage = {"foreach": items, "do": {"cmd": cmd, "deps": deps, "outs": [f"{CELL_DIR}/hyps.jsonl"]}}
+    if decoder == "lm":
+        stage["do"]["params"] = [{CONFIG: ["decode.lm"]}]
+    return stage
+
+
+def lm_stage(config: dict[str, Any]) -> dict[str, Any]:
+    corpus = config["finetune"]["corpus"]
+    held_out = sorted({corpus, *(t.split("/")[0] for t in config["test_sets"])})
     return {
-        "foreach": decode_items(config),
-        "do": {
-            "cmd": f"python scripts/decode.py --model {model}"
-            " --features data/features/${item.corpus}/${item.cache}"
-            " --cuts data/manifests/${item.corpus}/cuts_${item.split}.jsonl.gz"
-            f" --decoder ${{item.decoder}} --out {CELL_DIR}/hyps.jsonl",
-            "deps": [
-                "scripts/decode.py",
-                model,
-                "data/features/${item.corpus}/${item.cache}",
-            ],
-            "outs": [f"{CELL_DIR}/hyps.jsonl"],
-        },
+        "cmd": f"python scripts/train_lm.py --config config.yaml --corpus {corpus}"
+        f" --out-dir results/lm/{corpus}",
+        "deps": [
+            "scripts/train_lm.py",
+            "src/sslgrid/lm",
+            f"data/manifests/{corpus}/cuts_train.jsonl.gz",
+        ]
+        + [f"data/manifests/{c}/cuts_{s}.jsonl.gz" for c in held_out for s in ("dev", "test")],
+        "params": [{CONFIG: ["decode.lm"]}],
+        "outs": [f"results/lm/{corpus}/lm.bin", f"results/lm/{corpus}/words.txt"],
     }
 
 
@@ -227,7 +252,11 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
         **corpus_stages(config),
         "features": features_stage(sorted(kinds), "fbank"),
         "finetune": finetune_stage(config),
-        "decode": decode_stage(config),
+        **({"lm": lm_stage(config)} if "lm" in config["decode"]["decoders"] else {}),
+        **{
+            "decode" if d == "greedy" else f"decode_{d}": decode_stage(config, d)
+            for d in config["decode"]["decoders"]
+        },
         "score": score_stage(config),
         "wer_table": table_stage(config),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 
@@ -17,3 +18,14 @@ def setup_logging(log_file: Path | None = None, level: int = logging.INFO) -> No
         handlers=handlers,
         force=True,
     )
+    if log_file is not None:
+        # An error that ends the script belongs in the rule's log too, not only on stderr.
+        def log_uncaught(kind, value, traceback) -> None:
+            if not issubclass(kind, KeyboardInterrupt):
+                logging.getLogger("sslgrid").critical(
+                    "stopped by an error", exc_info=(kind, value, traceback)
+                )
+            else:
+                sys.__excepthook__(kind, value, traceback)
+
+        sys.excepthook = log_uncaught

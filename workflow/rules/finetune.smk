@@ -38,5 +38,5 @@ rule finetune:
     log:
         "logs/finetune/{model}/{pool}/{amount}/{finetune}.log",
     shell:
-        "{PYTHON} {SCRIPTS}/finetune.py --config {EFFECTIVE_CONFIG} --upstream {wildcards.model}"
+        "exec {PYTHON} {SCRIPTS}/finetune.py --config {EFFECTIVE_CONFIG} --upstream {wildcards.model}"
         " {params.pretrained} --out {output.model} --threads {params.torch_threads} --log {log}"

@@ -26,6 +26,6 @@ rule pretrain:
     log:
         "logs/pretrain/{model}/{pool}/{amount}.log",
     shell:
-        "{PYTHON} {SCRIPTS}/pretrain.py --config {EFFECTIVE_CONFIG} --model {wildcards.model}"
+        "exec {PYTHON} {SCRIPTS}/pretrain.py --config {EFFECTIVE_CONFIG} --model {wildcards.model}"
         " --pool {wildcards.pool} --amount {wildcards.amount} --out {output.model}"
         " --threads {params.torch_threads} --log {log}"

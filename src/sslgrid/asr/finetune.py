@@ -85,6 +85,24 @@ def pad_layers(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     return batch.float().permute(2, 0, 1, 3), lengths
 
 
+@torch.no_grad()
+def emissions(
+    downstream: CTCRecogniser, encoded: list[torch.Tensor], batch_frames: int
+) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """CTC log-probabilities of encoded utterances, in batches of at most ``batch_frames``.
+
+    Each batch is (utterance indices, (B, T, V) log-probabilities, frame counts).
+    """
+    downstream.eval()
+    lengths = [x.shape[1] for x in encoded]
+    out = []
+    for batch in duration_batches(lengths, batch_frames, seed=0, shuffle=False):
+        x, x_len = pad_layers([encoded[i] for i in batch])
+        log_probs, out_len = downstream(x, x_len)
+        out.append((batch, log_probs, out_len))
+    return out
+
+
 def transcribe(
     downstream: CTCRecogniser,
     tokenizer: CharTokenizer,
@@ -92,15 +110,10 @@ def transcribe(
     batch_frames: int,
 ) -> list[str]:
     """Greedy transcripts of encoded utterances; ``batch_frames`` bounds a batch's size."""
-    downstream.eval()
     hyps: list[str] = [""] * len(encoded)
-    lengths = [x.shape[1] for x in encoded]
-    with torch.no_grad():
-        for batch in duration_batches(lengths, batch_frames, seed=0, shuffle=False):
-            x, x_len = pad_layers([encoded[i] for i in batch])
-            log_probs, out_len = downstream(x, x_len)
-            for i, ids in zip(batch, greedy_decode(log_probs, out_len), strict=True):
-                hyps[i] = tokenizer.decode(ids)
+    for batch, log_probs, out_len in emissions(downstream, encoded, batch_frames):
+        for i, ids in zip(batch, greedy_decode(log_probs, out_len), strict=True):
+            hyps[i] = tokenizer.decode(ids)
     return hyps
 
 
@@ -147,7 +160,8 @@ def finetune_frozen(
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
-        batches = duration_batches(lengths, batch_frames, seed + epoch)
+        # A resumed epoch skips the batches its mid-epoch checkpoint already holds.
+        batches = duration_batches(lengths, batch_frames, seed + epoch)[state.batches_done :]
         total, count = 0.0, 0
         bar = tqdm(
             batches,

@@ -19,6 +19,7 @@ from sslgrid.train.checkpoint import (
     save_epoch_checkpoint,
     set_rng_state,
 )
+from sslgrid.train.preemption import PreemptionGuard
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ class TrainState:
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, Any] | None = None
+    # Batches of the current epoch already trained on: non-zero in a mid-epoch checkpoint, and
+    # the epoch skips that many of its batches when it resumes.
+    batches_done: int = 0
+    # Set while run_epochs runs: optimise() stops with a checkpoint when it was signalled.
+    preemption: PreemptionGuard | None = field(default=None, repr=False)
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {
@@ -65,6 +71,7 @@ class TrainState:
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
             "epoch": self.epoch,
+            "batches_done": self.batches_done,
             "rng": rng_state(),
             "history": self.history,
             "best": self.best,
@@ -76,6 +83,7 @@ class TrainState:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step, self.epoch = ckpt["step"], ckpt["epoch"]
         self.history, self.best = ckpt["history"], ckpt.get("best")
+        self.batches_done = ckpt.get("batches_done", 0)
         set_rng_state(ckpt["rng"])
 
 
@@ -107,6 +115,9 @@ def optimise(state: TrainState, loss: torch.Tensor, max_grad_norm: float = 5.0) 
     state.optimizer.step()
     state.scheduler.step()
     state.step += 1
+    state.batches_done += 1
+    if state.preemption is not None:
+        state.preemption.stop_if_requested(state)
 
 
 def run_epochs(
@@ -122,6 +133,10 @@ def run_epochs(
     ``train_epoch(epoch)`` trains one epoch and returns its metrics; ``evaluate`` returns
     held-out metrics. When ``select_key`` is given, the model with the lowest value of that
     metric is kept in ``state.best``.
+
+    ``train_epoch`` must skip the first ``state.batches_done`` batches of its epoch: a run stopped
+    by SIGTERM or SIGUSR1 (``sslgrid.train.preemption``) checkpoints after its current optimiser
+    step and raises ``Preempted``, and the rerun resumes that epoch where it stopped.
     """
     ckpt = load_newest_checkpoint(ckpt_dir)
     if ckpt is not None:
@@ -131,25 +146,30 @@ def run_epochs(
                 "delete the folder to start over"
             )
         state.restore(ckpt)
-    while state.epoch < epochs:
-        started = time.monotonic()
-        metrics = {"epoch": state.epoch + 1, **train_epoch(state.epoch)}
-        if evaluate is not None:
-            metrics.update(evaluate())
-        metrics["seconds"] = round(time.monotonic() - started, 1)
-        state.epoch += 1
-        state.history.append(metrics)
-        if select_key is not None and (
-            state.best is None or metrics[select_key] < state.best["metrics"][select_key]
-        ):
-            state.best = {"metrics": metrics, "model": clone_state(state.model)}
-        log.info(
-            "epoch %d/%d: %s",
-            state.epoch,
-            epochs,
-            ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"),
-        )
-        save_epoch_checkpoint(ckpt_dir, state.epoch, state.to_checkpoint())
+    with PreemptionGuard(ckpt_dir) as state.preemption:
+        while state.epoch < epochs:
+            started = time.monotonic()
+            metrics = {"epoch": state.epoch + 1, **train_epoch(state.epoch)}
+            if evaluate is not None:
+                metrics.update(evaluate())
+            metrics["seconds"] = round(time.monotonic() - started, 1)
+            state.epoch += 1
+            state.batches_done = 0
+            state.history.append(metrics)
+            if select_key is not None and (
+                state.best is None or metrics[select_key] < state.best["metrics"][select_key]
+            ):
+                state.best = {"metrics": metrics, "model": clone_state(state.model)}
+            log.info(
+                "epoch %d/%d: %s",
+                state.epoch,
+                epochs,
+                ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"),
+            )
+            save_epoch_checkpoint(ckpt_dir, state.epoch, state.to_checkpoint())
+            # A signal during evaluation: the epoch's checkpoint is already written.
+            state.preemption.stop_if_requested(state, saved=True)
+    state.preemption = None
     return state
 
 

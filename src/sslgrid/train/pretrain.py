@@ -56,7 +56,8 @@ def pretrain_upstream(
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
-        batches = duration_batches(lengths, batch_frames, seed + epoch)
+        # A resumed epoch skips the batches its mid-epoch checkpoint already holds.
+        batches = duration_batches(lengths, batch_frames, seed + epoch)[state.batches_done :]
         total, frames = 0.0, 0
         bar = tqdm(
             batches,
