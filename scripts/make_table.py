@@ -1,10 +1,17 @@
-"""Collect score JSON files into the results table (CSV) and its report (Markdown)."""
+"""Collect score JSON files into the results table (CSV) and its report (Markdown).
+
+Each cell also gets the paired bootstrap p-value against the fbank baseline of its setting,
+from the per-utterance TSVs beside the score files.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from sslgrid.metrics.table import WerTable
+from sslgrid.metrics.compare import pvalues_against_baseline
+from sslgrid.metrics.table import PVALUE_COLUMN, WerTable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -19,7 +26,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Read the score files and write both tables."""
     args = parse_args(argv)
-    table = WerTable.from_files(args.scores)
+    scores = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.scores]
+    for score, pvalue in zip(scores, pvalues_against_baseline(args.scores), strict=True):
+        score[PVALUE_COLUMN] = pvalue
+    table = WerTable(scores)
     table.to_csv(args.csv)
     table.to_markdown(args.md)
 

@@ -349,3 +349,32 @@ def test_score_script_names_missing_hypothesis(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "utt2" in done.stderr and str(hyps) in done.stderr
     assert not out.exists() and not per_utt.exists()
+
+
+def test_cells_get_a_paired_pvalue_against_the_fbank_baseline(tmp_path: Path) -> None:
+    from sslgrid.metrics.compare import pvalues_against_baseline
+
+    rng = np.random.default_rng(0)
+    n_words = rng.integers(3, 12, size=60)
+    errors = {
+        "fbank": (n_words * 0.5).astype(int),
+        "good": (n_words * 0.2).astype(int),
+        "same": (n_words * 0.5).astype(int),
+    }
+    paths = []
+    for model, errs in errors.items():
+        folder = tmp_path / model
+        folder.mkdir()
+        rows = ["id\tref\thyp\tword_errors\tn_words\tchar_errors\tn_chars"]
+        rows += [
+            f"u{i}\tr\th\t{e}\t{n}\t0\t1"
+            for i, (e, n) in enumerate(zip(errs, n_words, strict=True))
+        ]
+        (folder / "per_utt.tsv").write_text("\n".join(rows) + "\n")
+        coords = {"model": model, "pool": "p", "amount": "all", "decoder": "greedy"}
+        (folder / "score.json").write_text(json.dumps({"coords": coords}))
+        paths.append(folder / "score.json")
+    fbank, good, same = pvalues_against_baseline(paths, n_resamples=300)
+    assert fbank is None
+    assert good < 0.05
+    assert same > 0.5  # equal systems: never reliably better

@@ -43,6 +43,9 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "cer_high",
 )
 RATE_COLUMNS: tuple[str, ...] = ("wer", "wer_low", "wer_high", "cer", "cer_low", "cer_high")
+# Paired bootstrap p-value that a cell's WER is below the fbank baseline's of the same setting
+# (small: reliably better); empty for the baseline itself.
+PVALUE_COLUMN = "p_vs_fbank"
 VERSIONED_PACKAGES: tuple[str, ...] = (
     "torch",
     "torchaudio",
@@ -126,6 +129,8 @@ class WerTable:
             rows.append(row)
         frame = pd.DataFrame(rows, columns=[*coords, *METRIC_COLUMNS])
         frame[list(RATE_COLUMNS)] = (frame[list(RATE_COLUMNS)].astype(float) * 100).round(2)
+        if any(s.get(PVALUE_COLUMN) is not None for s in self.scores):
+            frame[PVALUE_COLUMN] = [s.get(PVALUE_COLUMN) for s in self.scores]
         return frame
 
     def to_csv(self, path: str | Path) -> None:
@@ -147,6 +152,9 @@ class WerTable:
                 *(f"- {line}" for line in lines),
                 "",
                 "WER and CER in %, with a 95% percentile bootstrap interval over utterances.",
+                "`p vs fbank`: paired bootstrap p-value that the cell's WER is below the",
+                "fbank baseline's with the same fine-tuning, decoder and test set",
+                "(small: reliably better).",
                 "",
                 markdown_table(self.display_frame()),
             ]
@@ -156,10 +164,14 @@ class WerTable:
     def display_frame(self) -> pd.DataFrame:
         """The table as shown in Markdown: each rate merged with its interval."""
         frame = self.frame()
-        coords = [c for c in frame.columns if c not in METRIC_COLUMNS]
+        coords = [c for c in frame.columns if c not in (*METRIC_COLUMNS, PVALUE_COLUMN)]
         shown = frame[[*coords, "n_utts", "n_words"]].copy()
         shown["WER"] = [format_interval(*r) for r in frame[["wer", "wer_low", "wer_high"]].values]
         shown["CER"] = [format_interval(*r) for r in frame[["cer", "cer_low", "cer_high"]].values]
+        if PVALUE_COLUMN in frame:
+            shown["p vs fbank"] = [
+                "" if p is None or pd.isna(p) else f"{p:.3f}" for p in frame[PVALUE_COLUMN]
+            ]
         return shown
 
 
