@@ -70,4 +70,6 @@ rule all:
     input:
         "results/wer_table.csv",
         "results/wer_table.md",
+        "results/plots/wer_by_upstream.png",
+        "results/plots/wer_vs_hours.png",
     default_target: True

@@ -378,3 +378,24 @@ def test_cells_get_a_paired_pvalue_against_the_fbank_baseline(tmp_path: Path) ->
     assert fbank is None
     assert good < 0.05
     assert same > 0.5  # equal systems: never reliably better
+
+
+def test_plots_draw_every_cell_of_the_table(tmp_path: Path) -> None:
+    from sslgrid.metrics.plots import largest_amounts, plot_wer_bars, plot_wer_vs_hours
+
+    rows = [("fbank", "none", "none", 80.0)]
+    rows += [(m, "pool-a", a, w) for m in ["apc", "cpc"] for a, w in [("0.5h", 70), ("all", 60)]]
+    frame = pd.DataFrame(
+        [
+            {"model": m, "pool": p, "amount": a, "decoder": d, "corpus": "c", "split": "test",
+             "wer": w, "wer_low": w - 3, "wer_high": w + 3}
+            for m, p, a, w in rows
+            for d in ["greedy", "lm"]
+        ]
+    )  # fmt: skip
+    largest = largest_amounts(frame)
+    assert set(largest["amount"]) == {"none", "all"} and len(largest) == 6
+    plot_wer_bars(frame, tmp_path / "bars.png")
+    plot_wer_vs_hours(frame, tmp_path / "hours.png")
+    for name in ["bars.png", "hours.png"]:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

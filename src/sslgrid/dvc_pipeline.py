@@ -246,6 +246,22 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def plots_stage() -> dict[str, Any]:
+    return {
+        "cmd": "python scripts/plot_results.py --table results/wer_table.csv"
+        " --bars results/plots/wer_by_upstream.png --hours results/plots/wer_vs_hours.png",
+        "deps": [
+            "scripts/plot_results.py",
+            "src/sslgrid/metrics/plots.py",
+            "results/wer_table.csv",
+        ],
+        "outs": [
+            {"results/plots/wer_by_upstream.png": {"cache": False}},
+            {"results/plots/wer_vs_hours.png": {"cache": False}},
+        ],
+    }
+
+
 def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
     kinds = cache_kinds(config)
     stages = {
@@ -259,6 +275,7 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
         },
         "score": score_stage(config),
         "wer_table": table_stage(config),
+        "plots": plots_stage(),
     }
     front = {k: v for k, v in stages.items() if k.startswith("corpus") or k == "features"}
     wav_corpora = sorted(c for c, k in kinds.items() if "wav" in k)

@@ -33,9 +33,22 @@ rule wer_table:
     input:
         all_scores(),
     output:
-        csv="results/wer_table.csv",
+        csv=report("results/wer_table.csv", category="WER"),
         md="results/wer_table.md",
     log:
         "logs/wer_table.log",
     shell:
         "{PYTHON} {SCRIPTS}/make_table.py --scores {input} --csv {output.csv} --md {output.md} 2> {log}"
+
+
+rule plots:
+    input:
+        "results/wer_table.csv",
+    output:
+        bars=report("results/plots/wer_by_upstream.png", category="WER"),
+        hours=report("results/plots/wer_vs_hours.png", category="WER"),
+    log:
+        "logs/plots.log",
+    shell:
+        "{PYTHON} {SCRIPTS}/plot_results.py --table {input} --bars {output.bars}"
+        " --hours {output.hours} 2> {log}"
