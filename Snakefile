@@ -12,7 +12,13 @@ min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from sslgrid.config import validate_config  # noqa: E402
-from sslgrid.grid import NO_PRETRAIN, cache_path, finetune_label, upstream_cells  # noqa: E402
+from sslgrid.grid import (  # noqa: E402
+    NO_PRETRAIN,
+    cache_kinds,
+    cache_path,
+    finetune_label,
+    upstream_cells,
+)
 
 
 # The default grid sits beside this file; --configfile/--config layer on top of it.
@@ -64,6 +70,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/validate.smk"
 
 
 rule all:

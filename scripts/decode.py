@@ -118,10 +118,21 @@ def main() -> None:
     sup_id = {
         cut.id: cut.supervisions[0].id for cut in CutSet.from_file(args.cuts) if cut.supervisions
     }
+    # Clips the features stage left out as bad input still count: as empty hypotheses
+    # (all deletions), so a test set never silently shrinks.
+    dropped = [cut_id for cut_id in sup_id if cut_id not in set(cache.ids)]
+    if dropped:
+        logging.warning(
+            "%d test clips were left out by the features stage (see its log and the data "
+            "report); they are scored as empty hypotheses",
+            len(dropped),
+        )
+    hyps = hyps + [""] * len(dropped)
+    ids = [*cache.ids, *dropped]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        for cut_id, hyp in zip(cache.ids, hyps, strict=True):
+        for cut_id, hyp in zip(ids, hyps, strict=True):
             if cut_id in sup_id:
                 fh.write(json.dumps({"id": sup_id[cut_id], "hyp": hyp}, ensure_ascii=False) + "\n")
     os.replace(tmp, args.out)

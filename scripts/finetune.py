@@ -18,6 +18,7 @@ from sslgrid.grid import cache_name, family, is_imported
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
 from sslgrid.models.importers import import_upstream
+from sslgrid.train.distributed import close_world, init_world
 
 
 def transcripts(
@@ -48,12 +49,17 @@ def main() -> None:
     parser.add_argument("--pretrained", type=Path, help="pre-trained upstream checkpoint")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the job")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA if any"
+    )
     parser.add_argument("--log", type=Path)
     args = parser.parse_args()
-    setup_logging(args.log)
+    # Under torchrun: one process per GPU, which share the job's threads; rank 0 logs progress.
+    world = init_world(args.device)
+    setup_logging(args.log, logging.INFO if world.is_main else logging.WARNING)
     config = load_config(args.config)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(1, args.threads // world.local_size))
     ft = config["finetune"]
     corpus = ft["corpus"]
     fbank = FbankConfig(**config["features"])
@@ -113,8 +119,14 @@ def main() -> None:
         batch_seconds=ft["batch_seconds"],
         learning_rate=ft["learning_rate"],
         seed=config["seed"],
+        grad_accum=ft["grad_accum"],
+        nonfinite=ft["nonfinite"],
+        world=world,
     )
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        close_world()

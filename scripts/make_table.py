@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from sslgrid.metrics.compare import pvalues_against_baseline
-from sslgrid.metrics.table import PVALUE_COLUMN, WerTable
+from sslgrid.metrics.table import PVALUE_COLUMN, WerTable, describe_environment
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -20,6 +21,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scores", nargs="+", required=True, help="score JSON files")
     parser.add_argument("--csv", required=True, help="long-format CSV to write")
     parser.add_argument("--md", required=True, help="Markdown report to write")
+    parser.add_argument(
+        "--data-reports", nargs="*", default=[], help="data reports (report.md) to link to"
+    )
     return parser.parse_args(argv)
 
 
@@ -31,7 +35,11 @@ def main(argv: list[str] | None = None) -> None:
         score[PVALUE_COLUMN] = pvalue
     table = WerTable(scores)
     table.to_csv(args.csv)
-    table.to_markdown(args.md)
+    links = [
+        f"data report: [{Path(r).parent.name}]({os.path.relpath(r, Path(args.md).parent)})"
+        for r in args.data_reports
+    ]
+    table.to_markdown(args.md, describe_environment() + links)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from sslgrid.grid import cache_name, family, is_imported, model_args
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, upstream_spec
 from sslgrid.models.importers import import_upstream
+from sslgrid.train.distributed import close_world, init_world
 from sslgrid.train.pretrain import pretrain_upstream
 
 
@@ -28,12 +29,17 @@ def main() -> None:
     parser.add_argument("--amount", required=True, help="'all' or hours such as '0.5h'")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the job")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA if any"
+    )
     parser.add_argument("--log", type=Path)
     args = parser.parse_args()
-    setup_logging(args.log)
+    # Under torchrun: one process per GPU, which share the job's threads; rank 0 logs progress.
+    world = init_world(args.device)
+    setup_logging(args.log, logging.INFO if world.is_main else logging.WARNING)
     config = load_config(args.config)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(max(1, args.threads // world.local_size))
     pt = config["pretrain"]
 
     cache_file = cache_name(args.model, "train", config)
@@ -86,8 +92,14 @@ def main() -> None:
         learning_rate=pt["learning_rate"],
         seed=config["seed"],
         max_frames=int(pt["max_utterance_seconds"] * cache.rate),
+        grad_accum=pt["grad_accum"],
+        nonfinite=pt["nonfinite"],
+        world=world,
     )
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        close_world()

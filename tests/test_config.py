@@ -115,7 +115,5 @@ def test_each_recipe_takes_its_own_keys():
 
 
 def test_a_corpus_excluding_an_undefined_corpus_is_named():
-    msg = broken(
-        lambda c: c["corpora"].update({"s": {**SYNTHETIC, "exclude_text_of": ["cgn-nl"]}})
-    )
+    msg = broken(lambda c: c["corpora"].update({"s": {**SYNTHETIC, "exclude_text_of": ["cgn-nl"]}}))
     assert "corpora.s.exclude_text_of.0" in msg and "'cgn-nl'" in msg

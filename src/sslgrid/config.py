@@ -115,10 +115,12 @@ def fill_defaults(value: Any, sub: Mapping[str, Any], root: Mapping[str, Any]) -
     sub = resolve(sub, root)
     if not isinstance(value, dict):
         return value
-    for key, prop in sub.get("properties", {}).items():
-        prop = resolve(prop, root)
-        if key not in value and "default" in prop:
-            value[key] = copy.deepcopy(prop["default"])
+    for key, declared in sub.get("properties", {}).items():
+        prop = resolve(declared, root)
+        # A default written beside a $ref belongs to this property and wins over the target's.
+        default_from = declared if "default" in declared else prop
+        if key not in value and "default" in default_from:
+            value[key] = copy.deepcopy(default_from["default"])
         if key in value:
             value[key] = fill_defaults(value[key], prop, root)
     for branch in sub.get("allOf", []):

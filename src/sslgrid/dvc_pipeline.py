@@ -95,6 +95,7 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
                 "data/features/${item.pool}/${item.cache}",
                 "data/features/${item.pool}/cmvn.pt",
                 "data/manifests/${item.pool}/cuts_train.jsonl.gz",
+                "results/data_report/${item.pool}/report.json",
             ],
             "params": [{CONFIG: ["seed", "features", "pretrain", "models.${item.model}"]}],
             "outs": [f"{out}/model.pt"],
@@ -234,15 +235,37 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
         f"/{i['split']}/{i['decoder']}/score.json"
         for i in decode_items(config).values()
     ]
+    reports = [f"results/data_report/{c}/report.md" for c in sorted(cache_kinds(config))]
     return {
         "cmd": "python scripts/make_table.py --scores "
         + " ".join(scores)
+        + " --data-reports "
+        + " ".join(reports)
         + " --csv results/wer_table.csv --md results/wer_table.md",
-        "deps": ["scripts/make_table.py", *scores],
+        "deps": ["scripts/make_table.py", *scores, *reports],
         "outs": [
             {"results/wer_table.csv": {"cache": False}},
             {"results/wer_table.md": {"cache": False}},
         ],
+    }
+
+
+def validate_stage(corpora: list[str]) -> dict[str, Any]:
+    out = "results/data_report/${item.corpus}"
+    return {
+        "foreach": {name: {"corpus": name} for name in corpora},
+        "do": {
+            "cmd": "python scripts/validate_data.py --config config.yaml --corpus ${item.corpus}"
+            f" --manifest-dir data/manifests/${{item.corpus}} --out-dir {out}",
+            "deps": ["scripts/validate_data.py", "src/sslgrid/corpora/validate.py"]
+            + [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS],
+            "params": [{CONFIG: ["validation", "pretrain.pools", "pretrain.amounts"]}],
+            "outs": [
+                {f"{out}/report.md": {"cache": False}},
+                {f"{out}/report.json": {"cache": False}},
+                {f"{out}/report.png": {"cache": False}},
+            ],
+        },
     }
 
 
@@ -266,6 +289,7 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
     kinds = cache_kinds(config)
     stages = {
         **corpus_stages(config),
+        "validate": validate_stage(sorted(kinds)),
         "features": features_stage(sorted(kinds), "fbank"),
         "finetune": finetune_stage(config),
         **({"lm": lm_stage(config)} if "lm" in config["decode"]["decoders"] else {}),
@@ -277,7 +301,9 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
         "wer_table": table_stage(config),
         "plots": plots_stage(),
     }
-    front = {k: v for k, v in stages.items() if k.startswith("corpus") or k == "features"}
+    front = {
+        k: v for k, v in stages.items() if k.startswith("corpus") or k in ("validate", "features")
+    }
     wav_corpora = sorted(c for c, k in kinds.items() if "wav" in k)
     if wav_corpora:
         front["waveforms"] = features_stage(wav_corpora, "wav")

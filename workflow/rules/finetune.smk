@@ -35,8 +35,13 @@ rule finetune:
         pretrained=lambda w, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
         torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
     threads: config["threads_per_job"]
+    resources:
+        # GPUs of the job; 2 or more train one process per GPU under torchrun (DDP). The SLURM
+        # profile sets it (SSLGRID_SLURM_GPUS); locally: --set-resources pretrain:gpu=N.
+        gpu=0,
     log:
         "logs/finetune/{model}/{pool}/{amount}/{finetune}.log",
     shell:
-        "exec {PYTHON} {SCRIPTS}/finetune.py --config {EFFECTIVE_CONFIG} --upstream {wildcards.model}"
+        "exec {SCRIPTS}/launch_training.sh {resources.gpu} {PYTHON} {SCRIPTS}/finetune.py"
+        " --config {EFFECTIVE_CONFIG} --upstream {wildcards.model}"
         " {params.pretrained} --out {output.model} --threads {params.torch_threads} --log {log}"

@@ -31,14 +31,16 @@ rule score:
 
 rule wer_table:
     input:
-        all_scores(),
+        scores=all_scores(),
+        data_reports=expand("results/data_report/{corpus}/report.md", corpus=sorted(cache_kinds(config))),
     output:
         csv=report("results/wer_table.csv", category="WER"),
         md="results/wer_table.md",
     log:
         "logs/wer_table.log",
     shell:
-        "{PYTHON} {SCRIPTS}/make_table.py --scores {input} --csv {output.csv} --md {output.md} 2> {log}"
+        "{PYTHON} {SCRIPTS}/make_table.py --scores {input.scores} --data-reports {input.data_reports}"
+        " --csv {output.csv} --md {output.md} 2> {log}"
 
 
 rule plots:

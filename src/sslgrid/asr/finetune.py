@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,11 @@ from sslgrid.features.store import FeatureCache
 from sslgrid.models.upstream import Upstream
 from sslgrid.train.batching import duration_batches
 from sslgrid.train.checkpoint import atomic_save
+from sslgrid.train.distributed import World
 from sslgrid.train.loop import (
     TrainState,
     new_train_state,
-    optimise,
+    optimise_batch,
     pad_sequences,
     run_epochs,
     write_history,
@@ -38,21 +40,30 @@ def encode_frozen(
 ) -> list[torch.Tensor]:
     """Hidden states of every cached utterance, each (L, T, D) in float16.
 
-    A frozen upstream gives the same output every epoch, so it runs once per utterance.
-    ``frame_repeat`` > 1 repeats every frame that many times (20 ms models to 10 ms frames).
+    A frozen upstream gives the same output every epoch, so it runs once per utterance (on
+    the upstream's device; the result stays on the CPU). ``frame_repeat`` > 1 repeats every
+    frame that many times (20 ms models to 10 ms frames).
     """
     upstream.eval()
+    device = model_device(upstream)
     encoded: list[torch.Tensor | None] = [None] * len(cache)
     budget = int(batch_seconds * cache.rate)
     batches = duration_batches(cache.frames(), budget, seed=0, shuffle=False)
     for batch in tqdm(batches, desc="encode", disable=not progress, mininterval=5):
-        x, x_len = pad_sequences([upstream.prepare(cache.feats[i]) for i in batch])
-        out = upstream.encode(x, x_len)
+        x, x_len = pad_sequences([upstream.prepare(cache.feats[i].to(device)) for i in batch])
+        out = upstream.encode(x, x_len.to(device))
         layers = torch.stack(out.hidden_states)  # (L, B, T, D)
         for j, i in enumerate(batch):
-            item = layers[:, j, : int(out.lengths[j])].half().clone()
+            item = layers[:, j, : int(out.lengths[j])].half().cpu().clone()
             encoded[i] = item.repeat_interleave(frame_repeat, dim=1) if frame_repeat > 1 else item
     return encoded  # type: ignore[return-value]
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s weights (or, without any, its buffers) are; the CPU for neither."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        return tensor.device
+    return torch.device("cpu")
 
 
 def frame_repeat_for(upstream: Upstream, frame_rate_ms: float | None) -> int:
@@ -94,11 +105,12 @@ def emissions(
     Each batch is (utterance indices, (B, T, V) log-probabilities, frame counts).
     """
     downstream.eval()
+    device = model_device(downstream)
     lengths = [x.shape[1] for x in encoded]
     out = []
     for batch in duration_batches(lengths, batch_frames, seed=0, shuffle=False):
         x, x_len = pad_layers([encoded[i] for i in batch])
-        log_probs, out_len = downstream(x, x_len)
+        log_probs, out_len = downstream(x.to(device), x_len.to(device))
         out.append((batch, log_probs, out_len))
     return out
 
@@ -129,17 +141,27 @@ def finetune_frozen(
     learning_rate: float,
     seed: int,
     progress: bool = True,
+    grad_accum: int = 1,
+    world: World | None = None,
+    nonfinite: str = "stop",
 ) -> TrainState:
     """Train a CTC recogniser on the frozen ``upstream``; keep the epoch with the best dev CER.
 
     ``train`` and ``dev`` pair an input cache of the upstream's kind with the normalised
     transcript of each entry. Frames are repeated ``downstream_config.frame_repeat`` times.
     The written checkpoint holds the upstream's weights too, so decoding needs nothing else.
+
+    Each batch is shared by the ranks of ``world`` (``sslgrid.train.distributed``) and split
+    into ``grad_accum`` micro-batches on each, for the same update as in one process. Every
+    rank encodes the data and evaluates on dev; only rank 0 writes.
     """
+    world = world or World()
+    progress = progress and world.is_main
     torch.manual_seed(seed)
     tokenizer = CharTokenizer.from_texts(train[1])
     for p in upstream.parameters():
         p.requires_grad_(False)
+    upstream.to(world.device)
     repeat = downstream_config.frame_repeat
     batch_frames = int(batch_seconds * frames_per_second(upstream, repeat))
     train_x = encode_frozen(upstream, train[0], batch_seconds, repeat, progress)
@@ -150,13 +172,35 @@ def finetune_frozen(
 
     model = CTCRecogniser(
         upstream.output_dim, upstream.num_layers, len(tokenizer), downstream_config
-    )
+    ).to(world.device)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
     steps_per_epoch = len(duration_batches(lengths, batch_frames, seed, shuffle=False))
     config = {**config, "vocab": tokenizer.symbols}
     state = new_train_state(
-        model, config, steps_per_epoch, epochs, learning_rate, weight_decay=1e-2
+        model,
+        config,
+        steps_per_epoch,
+        epochs,
+        learning_rate,
+        weight_decay=1e-2,
+        world=world,
+        seed=seed,
+        nonfinite=nonfinite,
     )
+    recogniser = world.wrap(model)
+
+    def loss_of(batch: list[int]) -> torch.Tensor:
+        """The batch's CTC loss: the mean over utterances of loss per target symbol."""
+        items = [keep[j] for j in batch]
+        x, x_len = pad_layers([train_x[i] for i in items])
+        log_probs, out_len = recogniser(x.to(world.device), x_len.to(world.device))
+        targets = [train_y[i] for i in items]
+        return ctc(
+            log_probs.transpose(0, 1),
+            torch.cat(targets),
+            out_len,
+            torch.tensor([len(t) for t in targets]),
+        )
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
@@ -170,20 +214,12 @@ def finetune_frozen(
             mininterval=2,
         )
         for batch in bar:
-            items = [keep[j] for j in batch]
-            x, x_len = pad_layers([train_x[i] for i in items])
-            log_probs, out_len = model(x, x_len)
-            targets = [train_y[i] for i in items]
-            loss = ctc(
-                log_probs.transpose(0, 1),
-                torch.cat(targets),
-                out_len,
-                torch.tensor([len(t) for t in targets]),
-            )
-            optimise(state, loss)
-            total += loss.item() * len(items)
-            count += len(items)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            loss = optimise_batch(state, batch, loss_of, len, grad_accum, recogniser)
+            if not math.isfinite(loss):  # a batch skipped under `nonfinite: skip`
+                continue
+            total += loss * len(batch)
+            count += len(batch)
+            bar.set_postfix(loss=f"{loss:.3f}")
         return {"train_loss": total / max(count, 1), "lr": state.scheduler.get_last_lr()[0]}
 
     def evaluate() -> dict[str, float]:
@@ -196,6 +232,8 @@ def finetune_frozen(
         }
 
     run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer")
+    if not world.is_main:
+        return state
     final = state.to_checkpoint()
     final["model"] = state.best["model"] if state.best else final["model"]
     final["upstream"] = upstream.state_dict()

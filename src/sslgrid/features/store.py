@@ -10,13 +10,14 @@ input themselves (``Upstream.prepare``), so one cache serves every model of its 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from lhotse import CutSet
 from tqdm import tqdm
 
+from sslgrid.corpora.validate import AudioLimits, CutValidator, summary_line
 from sslgrid.features.fbank import SAMPLE_RATE, CmvnAccumulator, FbankConfig, LogMelFbank
 from sslgrid.train.checkpoint import atomic_save
 
@@ -34,6 +35,8 @@ class FeatureCache:
     feats: list[torch.Tensor]
     config: FbankConfig
     kind: str = "fbank"
+    # Cuts of the split left out under the ``skip`` validation policy: id -> why.
+    dropped: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -80,15 +83,37 @@ def float_to_pcm(samples: torch.Tensor) -> torch.Tensor:
 
 
 def compute_cache(
-    cuts: CutSet, config: FbankConfig, kind: str = "fbank", progress: bool = True
+    cuts: CutSet,
+    config: FbankConfig,
+    kind: str = "fbank",
+    progress: bool = True,
+    policy: str | None = None,
+    limits: AudioLimits | None = None,
 ) -> FeatureCache:
+    """The cache of ``cuts``; with a ``policy``, each clip's audio is validated as it is read.
+
+    Without a policy every clip must load (errors name the file). With ``policy`` ``strict`` or
+    ``skip`` the audio checks of ``sslgrid.corpora.validate`` run on the samples read for the
+    cache: repairs are applied, and a bad clip stops the stage naming its file (``strict``) or
+    is left out and listed in ``FeatureCache.dropped`` (``skip``).
+    """
     frontend = LogMelFbank(config)
-    ids, items = [], []
+    validator = None if policy is None else CutValidator(policy, limits, check_text=False)
+    ids, items, dropped = [], [], {}
     for cut in tqdm(cuts, desc=kind, disable=not progress, mininterval=5):
+        if validator is None:
+            wav = load_cut_audio(cut)
+        else:
+            checked = validator.check(cut)
+            if checked.problem is not None:
+                dropped[cut.id] = checked.problem
+                continue
+            wav = torch.from_numpy(checked.audio)
         ids.append(cut.id)
-        wav = load_cut_audio(cut)
         items.append(float_to_pcm(wav) if kind == "wav" else frontend.raw(wav).half())
-    return FeatureCache(ids, items, config, kind)
+    if validator is not None:
+        log.info("%s validation: %s", kind, summary_line(validator.report()))
+    return FeatureCache(ids, items, config, kind, dropped)
 
 
 def save_cache(cache: FeatureCache, path: str | Path) -> None:
@@ -98,6 +123,7 @@ def save_cache(cache: FeatureCache, path: str | Path) -> None:
             "feats": cache.feats,
             "config": cache.config.to_dict(),
             "kind": cache.kind,
+            "dropped": cache.dropped,
         },
         path,
     )
@@ -106,7 +132,11 @@ def save_cache(cache: FeatureCache, path: str | Path) -> None:
 def load_cache(path: str | Path) -> FeatureCache:
     data = torch.load(path, map_location="cpu", weights_only=False)
     return FeatureCache(
-        data["ids"], data["feats"], FbankConfig(**data["config"]), data.get("kind", "fbank")
+        data["ids"],
+        data["feats"],
+        FbankConfig(**data["config"]),
+        data.get("kind", "fbank"),
+        data.get("dropped", {}),
     )
 
 

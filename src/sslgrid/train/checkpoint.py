@@ -40,7 +40,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename into place."""
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename into place.
+
+    On any error the temporary file is removed, so nothing half-written is ever found under
+    ``path``. A failed write (a full disk, a quota) raises ``OSError`` with its errno and a
+    message naming ``path``, also when ``torch.save`` buried it in a ``RuntimeError``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -50,9 +55,25 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        cause = _os_error_in(err)
+        if cause is None:
+            raise
+        message = f"{cause.strerror or cause} while writing {path}; nothing was written there"
+        raise (OSError(cause.errno, message) if cause.errno else OSError(message)) from err
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``err``: itself, or one in its chain of causes."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def epoch_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
@@ -71,12 +92,37 @@ def epoch_checkpoints(folder: str | Path) -> list[tuple[int, Path]]:
 def save_epoch_checkpoint(
     folder: str | Path, epoch: int, state: dict[str, Any], keep: int = 2
 ) -> Path:
-    """Write ``epoch-<n>.pt`` and delete all but the newest ``keep`` epoch checkpoints."""
+    """Write ``epoch-<n>.pt`` and delete all but the newest ``keep`` epoch checkpoints.
+
+    A model with NaN or infinite weights is refused (``FloatingPointError``), so such a
+    checkpoint never replaces a good one.
+    """
     path = Path(folder) / f"epoch-{epoch}.pt"
+    bad = _non_finite_weights(state.get("model"))
+    if bad:
+        raise FloatingPointError(
+            f"not writing {path}: non-finite weights in {bad[:3]}; the checkpoints in {folder} "
+            "are left as they were"
+        )
     atomic_save(state, path)
     for _, old in epoch_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
+    # Temporary files of a run killed mid-write: one job writes a folder, so none is in use.
+    for stale in Path(folder).glob(".epoch-*.pt.*.tmp"):
+        stale.unlink(missing_ok=True)
     return path
+
+
+def _non_finite_weights(weights: Any) -> list[str]:
+    if not isinstance(weights, dict):
+        return []
+    return [
+        name
+        for name, value in weights.items()
+        if torch.is_tensor(value)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
 
 
 def load_newest_checkpoint(folder: str | Path) -> dict[str, Any] | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sslgrid.train.checkpoint import (
     save_epoch_checkpoint,
     set_rng_state,
 )
+from sslgrid.train.distributed import World, rank_shares, step_seed
 from sslgrid.train.preemption import PreemptionGuard
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,14 @@ class TrainState:
     batches_done: int = 0
     # Set while run_epochs runs: optimise() stops with a checkpoint when it was signalled.
     preemption: PreemptionGuard | None = field(default=None, repr=False)
+    # The processes training together (one, unless started by torchrun); only rank 0 writes.
+    world: World = field(default_factory=World, repr=False)
+    # With several processes, each step's random draws are seeded from (seed, step, rank).
+    seed: int = 0
+    # A non-finite loss or gradient: "stop" raises FloatingPointError, "skip" drops the batch.
+    nonfinite: str = "stop"
+    # Batches of the current epoch dropped for that; run_epochs puts the count in the history.
+    nonfinite_skipped: int = 0
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {
@@ -72,6 +82,7 @@ class TrainState:
             "step": self.step,
             "epoch": self.epoch,
             "batches_done": self.batches_done,
+            "nonfinite_skipped": self.nonfinite_skipped,
             "rng": rng_state(),
             "history": self.history,
             "best": self.best,
@@ -84,6 +95,7 @@ class TrainState:
         self.step, self.epoch = ckpt["step"], ckpt["epoch"]
         self.history, self.best = ckpt["history"], ckpt.get("best")
         self.batches_done = ckpt.get("batches_done", 0)
+        self.nonfinite_skipped = ckpt.get("nonfinite_skipped", 0)
         set_rng_state(ckpt["rng"])
 
 
@@ -95,29 +107,127 @@ def new_train_state(
     learning_rate: float,
     weight_decay: float = 0.0,
     warmup_steps: int | None = None,
+    world: World | None = None,
+    seed: int = 0,
+    nonfinite: str = "stop",
 ) -> TrainState:
     """AdamW with linear warm-up (one epoch unless given) and cosine decay, at step 0."""
+    if nonfinite not in ("stop", "skip"):
+        raise ValueError(f"nonfinite: {nonfinite!r}; expected 'stop' or 'skip'")
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
     warmup = max(1, steps_per_epoch if warmup_steps is None else warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(epochs * steps_per_epoch, warmup)
     )
-    return TrainState(model, optimizer, scheduler, config)
+    return TrainState(
+        model, optimizer, scheduler, config, world=world or World(), seed=seed, nonfinite=nonfinite
+    )
 
 
 def optimise(state: TrainState, loss: torch.Tensor, max_grad_norm: float = 5.0) -> None:
-    """One update from ``loss``; a non-finite loss stops training instead of poisoning it."""
+    """One update from ``loss``; a non-finite loss stops training instead of poisoning it.
+
+    For a single process; :func:`optimise_batch` shares a batch between processes.
+    """
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {state.step}")
+        _nonfinite(state, f"training loss ({loss.item()})")
+        return
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(state.model.parameters(), max_grad_norm)
+    _update(state, max_grad_norm)
+    if state.preemption is not None:
+        state.preemption.stop_if_requested(state)
+
+
+def optimise_batch(
+    state: TrainState,
+    batch: Sequence[int],
+    loss_of: Callable[[list[int]], torch.Tensor],
+    weight_of: Callable[[list[int]], float],
+    grad_accum: int = 1,
+    module: nn.Module | None = None,
+    max_grad_norm: float = 5.0,
+) -> float:
+    """One update from ``batch``, shared by all ranks and ``grad_accum`` micro-batches each.
+
+    ``loss_of(items)`` is the mean training loss over some of the batch's items and
+    ``weight_of(items)`` the normaliser of that mean (frames, utterances). Each rank
+    back-propagates its micro-batches' losses scaled by their shares of the batch's normaliser
+    (``sslgrid.train.distributed.rank_shares``) times the number of ranks, whose gradients DDP
+    averages: the gradient is then that of the batch's mean loss in one process, the effective
+    batch is the same whatever the number of ranks and micro-batches. ``module`` is the
+    DistributedDataParallel wrapper ``loss_of`` runs through, if any: it exchanges gradients
+    after the last micro-batch only. Returns the batch's mean loss (equal on every rank).
+    """
+    world = state.world
+    if world.size > 1:
+        torch.manual_seed(step_seed(state.seed, state.step, world.rank))
+    shares = rank_shares(batch, weight_of, world.size, world.rank, grad_accum)
+    no_sync = getattr(module, "no_sync", None)
+    state.optimizer.zero_grad(set_to_none=True)
+    batch_loss = torch.zeros((), dtype=torch.float64, device=world.device)
+    for i, (items, share) in enumerate(shares):
+        last = i == len(shares) - 1
+        with nullcontext() if last or no_sync is None else no_sync():
+            loss = loss_of(items)
+            scale = share * world.size
+            (loss if scale == 1.0 else loss * scale).backward()
+        if share > 0:
+            batch_loss += loss.detach().to(batch_loss) * share
+    requested = state.preemption is not None and state.preemption.requested is not None
+    # One exchange for the batch's loss and for whether any rank was asked to stop.
+    flag = torch.tensor(float(requested), dtype=torch.float64, device=world.device)
+    batch_loss, stops = world.sum(torch.stack([batch_loss, flag])).tolist()
+    if not math.isfinite(batch_loss):
+        _nonfinite(state, f"training loss ({batch_loss})")
+    else:
+        _update(state, max_grad_norm)
+    if stops > 0:
+        stop_for_preemption(state)
+    return float(batch_loss)
+
+
+def _update(state: TrainState, max_grad_norm: float) -> None:
+    norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), max_grad_norm)
+    if not torch.isfinite(norm):
+        _nonfinite(state, f"gradient norm ({norm.item()})")
+        return
     state.optimizer.step()
     state.scheduler.step()
     state.step += 1
     state.batches_done += 1
-    if state.preemption is not None:
-        state.preemption.stop_if_requested(state)
+
+
+def _nonfinite(state: TrainState, what: str) -> None:
+    """Stop training (``nonfinite="stop"``) or drop the batch unapplied, counted (``"skip"``)."""
+    where = f"non-finite {what} at step {state.step} (epoch {state.epoch + 1}, batch "
+    where += f"{state.batches_done + 1})"
+    if state.nonfinite != "skip":
+        raise FloatingPointError(
+            f"{where}; training stopped before the update, so no checkpoint holds it "
+            "(nonfinite: skip drops such batches instead)"
+        )
+    log.warning("%s; batch skipped", where)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.nonfinite_skipped += 1
+    state.batches_done += 1
+
+
+def stop_for_preemption(state: TrainState, saved: bool = False) -> None:
+    """A stop signal reached some rank: checkpoint (rank 0, unless ``saved``), raise Preempted.
+
+    Every rank stops at the same step; the others wait for rank 0's checkpoint before they
+    exit, since torchrun ends the remaining processes once one of them has ended.
+    """
+    guard = state.preemption
+    if guard is None:
+        return
+    if guard.requested is None:
+        guard.request("a stop signal to another rank")
+    try:
+        guard.stop_if_requested(state, saved=saved or not state.world.is_main)
+    finally:
+        state.world.barrier()
 
 
 def run_epochs(
@@ -153,6 +263,9 @@ def run_epochs(
             if evaluate is not None:
                 metrics.update(evaluate())
             metrics["seconds"] = round(time.monotonic() - started, 1)
+            if state.nonfinite == "skip":
+                metrics["nonfinite_skipped"] = state.nonfinite_skipped
+            state.nonfinite_skipped = 0
             state.epoch += 1
             state.batches_done = 0
             state.history.append(metrics)
@@ -166,9 +279,11 @@ def run_epochs(
                 epochs,
                 ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k != "epoch"),
             )
-            save_epoch_checkpoint(ckpt_dir, state.epoch, state.to_checkpoint())
+            if state.world.is_main:
+                save_epoch_checkpoint(ckpt_dir, state.epoch, state.to_checkpoint())
             # A signal during evaluation: the epoch's checkpoint is already written.
-            state.preemption.stop_if_requested(state, saved=True)
+            if state.world.any(state.preemption.requested is not None):
+                stop_for_preemption(state, saved=True)
     state.preemption = None
     return state
 
