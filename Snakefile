@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -28,6 +29,13 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 _validated = validate_config(dict(config), source="config (config.yaml + --configfile/--config)")
 config.clear()
 config.update(_validated)
+
+# Local corpora and imported checkpoints must exist before anything is planned on them.
+from sslgrid.corpora.validate import check_config_paths  # noqa: E402
+
+_missing = check_config_paths(config, corpora=sorted(cache_kinds(config)))
+if _missing:
+    raise WorkflowError("paths in the config that do not exist:\n  " + "\n  ".join(_missing))
 
 # The scripts read the effective configuration (config files plus --config overrides) from one
 # file; rules also list their own settings as params, so a change reruns only what it touches.

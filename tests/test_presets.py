@@ -1,0 +1,80 @@
+"""Config presets for real corpora: valid, dry-runnable once their paths exist, and a missing
+path stops the workflow naming its key."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sslgrid.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PRESETS = sorted((REPO / "config" / "presets").glob("*.yaml"))
+
+
+def snakemake_dry_run(workdir: Path, preset: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [str(BIN / "snakemake"), "results/wer_table.csv", "-n", "--cores", "8",
+           "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(preset), *extra]  # fmt: skip
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+
+def existing_paths(preset: Path, root: Path) -> list[str]:
+    """A --config value pointing every corpus root / table and imported checkpoint at ``root``."""
+    data = yaml.safe_load(preset.read_text())
+    override: dict = {"corpora": {}, "imported": {}}
+    for name, entry in data.get("corpora", {}).items():
+        override["corpora"][name] = {
+            k: str(root / name / k) for k in ("root", "covost") if k in entry
+        }
+    for name in data.get("imported", {}):
+        override["imported"][name] = {"path": str(root / "models" / name)}
+    for section in override.values():
+        for entry in section.values():
+            for path in entry.values():
+                Path(path).mkdir(parents=True, exist_ok=True)
+    return [f"{key}={json.dumps(value)}" for key, value in override.items() if value]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_preset_is_a_valid_config(preset):
+    config = load_config(REPO / "config.yaml", overrides=yaml.safe_load(preset.read_text()))
+    assert config["test_sets"]
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_a_missing_corpus_path_is_named_before_anything_runs(preset, tmp_path):
+    proc = snakemake_dry_run(tmp_path, preset)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "do not exist" in out
+    first = next(iter(yaml.safe_load(preset.read_text())["corpora"]))
+    assert f"corpora.{first}.root" in out
+
+
+def test_the_cgn_grid_builds_its_dag_in_seconds_with_the_expected_jobs(tmp_path):
+    preset = REPO / "config" / "presets" / "cgn.yaml"
+    started = time.monotonic()
+    proc = snakemake_dry_run(tmp_path, preset, "--config", *existing_paths(preset, tmp_path))
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    grid = load_config(REPO / "config.yaml", overrides=yaml.safe_load(preset.read_text()))
+    pools, amounts = len(grid["pretrain"]["pools"]), len(grid["pretrain"]["amounts"])
+    pretrained = len(grid["pretrain"]["models"]) * pools * amounts
+    as_is = 1 + len(grid["imported"])  # fbank and each imported checkpoint as it is
+    cells = pretrained + as_is
+    decodes = cells * len(grid["test_sets"]) * len(grid["decode"]["decoders"])
+    assert int(counts["pretrain"]) == pretrained
+    assert int(counts["finetune"]) == cells
+    assert int(counts["decode"]) == int(counts["score"]) == decodes
+    assert int(counts["corpus"]) == 2
+    assert seconds < 120, f"the dry run took {seconds:.0f} s"
