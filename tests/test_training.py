@@ -92,25 +92,28 @@ t.run_pretrain(__import__('pathlib').Path({str(out)!r}), epochs=3)
         torch.testing.assert_close(a, b)
 
 
-def test_resume_refuses_a_different_configuration(tmp_path):
+def test_checkpoints_of_a_different_configuration_are_set_aside_not_mixed(tmp_path):
     run_pretrain(tmp_path / "model.pt", epochs=1)
     model = APC(APCConfig(num_layers=1, hidden_size=16), FBANK)
     config = {
         "upstream": upstream_spec("apc", {"num_layers": 1, "hidden_size": 16}, FBANK),
         "changed": True,
     }
-    with pytest.raises(ValueError, match="different configuration"):
-        pretrain_upstream(
-            model,
-            tiny_cache(),
-            config,
-            tmp_path / "model.pt",
-            epochs=2,
-            batch_frames=200,
-            learning_rate=1e-3,
-            seed=3,
-            progress=False,
-        )
+    state = pretrain_upstream(
+        model,
+        tiny_cache(),
+        config,
+        tmp_path / "model.pt",
+        epochs=2,
+        batch_frames=200,
+        learning_rate=1e-3,
+        seed=3,
+        progress=False,
+    )
+    # Started over: both epochs trained under the new configuration.
+    assert [h["epoch"] for h in state.history] == [1, 2]
+    assert [e for e, _ in epoch_checkpoints(tmp_path / "checkpoints.stale-1")] == [1]
+    assert torch.load(tmp_path / "model.pt", weights_only=False)["config"] == config
 
 
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):

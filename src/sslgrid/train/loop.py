@@ -249,12 +249,18 @@ def run_epochs(
     step and raises ``Preempted``, and the rerun resumes that epoch where it stopped.
     """
     ckpt = load_newest_checkpoint(ckpt_dir)
+    if ckpt is not None and ckpt["config"] != state.config:
+        # The configuration changed (Snakemake reruns the job for it): never mix the two runs.
+        # The old checkpoints are kept aside, not deleted, and training starts over.
+        stale = set_aside(ckpt_dir)
+        log.warning(
+            "checkpoints in %s were written with a different configuration; moved to %s, "
+            "training starts over",
+            ckpt_dir,
+            stale,
+        )
+        ckpt = None
     if ckpt is not None:
-        if ckpt["config"] != state.config:
-            raise ValueError(
-                f"checkpoints in {ckpt_dir} were written with a different configuration; "
-                "delete the folder to start over"
-            )
         state.restore(ckpt)
     with PreemptionGuard(ckpt_dir) as state.preemption:
         while state.epoch < epochs:
@@ -286,6 +292,15 @@ def run_epochs(
                 stop_for_preemption(state, saved=True)
     state.preemption = None
     return state
+
+
+def set_aside(folder: Path) -> Path:
+    """Rename ``folder`` to ``<folder>.stale-<n>`` (the first free n) and return the new path."""
+    n = 1
+    while (stale := folder.with_name(f"{folder.name}.stale-{n}")).exists():
+        n += 1
+    folder.rename(stale)
+    return stale
 
 
 def clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
