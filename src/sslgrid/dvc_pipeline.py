@@ -12,7 +12,15 @@ from typing import Any
 
 import yaml
 
-from sslgrid.grid import cache_kinds, cache_name, finetune_label, upstream_cells
+from sslgrid.grid import (
+    NO_PRETRAIN,
+    UpstreamCell,
+    cache_kinds,
+    cache_name,
+    finetune_label,
+    is_imported,
+    upstream_cells,
+)
 
 CONFIG = "config.yaml"
 SPLITS = ("train", "dev", "test")
@@ -74,13 +82,15 @@ def features_stage(corpora: list[str], kind: str) -> dict[str, Any]:
 
 
 def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
-    cells = [c for c in upstream_cells(config) if c.model != "fbank"]
+    cells = [c for c in upstream_cells(config) if c.pool != NO_PRETRAIN]
     out = "results/pretrain/${item.model}/${item.pool}/${item.amount}"
     return {
         "foreach": {
             stage_key(c.model, c.pool, c.amount): {
                 **c.__dict__,
                 "cache": cache_name(c.model, "train", config),
+                # An imported checkpoint's settings are its entry under `imported`.
+                "settings": ("imported." if is_imported(c.model, config) else "models.") + c.model,
             }
             for c in cells
         },
@@ -97,11 +107,21 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
                 "data/manifests/${item.pool}/cuts_train.jsonl.gz",
                 "results/data_report/${item.pool}/report.json",
             ],
-            "params": [{CONFIG: ["seed", "features", "pretrain", "models.${item.model}"]}],
+            "params": [{CONFIG: ["seed", "features", "pretrain", "${item.settings}"]}],
             "outs": [f"{out}/model.pt"],
-            "plots": [{f"{out}/history.tsv": {"cache": False}}],
+            "plots": [f"{out}/history.tsv"],
         },
     }
+
+
+def upstream_source(cell: UpstreamCell, config: dict[str, Any]) -> str:
+    """Where a fine-tuned upstream's weights come from (a dependency of its fine-tuning): the
+    pre-trained model, an imported checkpoint used as it is, or for fbank the upstream code."""
+    if cell.pool != NO_PRETRAIN:
+        return f"results/pretrain/{cell.path}/model.pt"
+    if is_imported(cell.model, config):
+        return config["imported"][cell.model]["path"]
+    return "src/sslgrid/models"
 
 
 def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
@@ -113,8 +133,9 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
             **c.__dict__,
             "finetune": ft,
             "pretrained": ""
-            if c.model == "fbank"
+            if c.pool == NO_PRETRAIN
             else f"--pretrained results/pretrain/{c.path}/model.pt",
+            "upstream": upstream_source(c, config),
             "train_cache": cache_name(c.model, "train", config),
             "dev_cache": cache_name(c.model, "dev", config),
         }
@@ -129,13 +150,14 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
                 "scripts/finetune.py",
                 "src/sslgrid/asr",
                 "src/sslgrid/train",
+                "${item.upstream}",
                 f"data/features/{corpus}/${{item.train_cache}}",
                 f"data/features/{corpus}/${{item.dev_cache}}",
                 f"data/features/{corpus}/cmvn.pt",
             ],
             "params": [{CONFIG: ["seed", "features", "finetune"]}],
             "outs": [f"{out}/model.pt"],
-            "plots": [{f"{out}/history.tsv": {"cache": False}}],
+            "plots": [f"{out}/history.tsv"],
         },
     }
 
@@ -223,8 +245,8 @@ def score_stage(config: dict[str, Any]) -> dict[str, Any]:
             f" --out {CELL_DIR}/score.json --per-utt {CELL_DIR}/per_utt.tsv",
             "deps": ["scripts/score.py", "src/sslgrid/metrics", f"{CELL_DIR}/hyps.jsonl"],
             "params": [{CONFIG: ["seed"]}],
-            "outs": [{f"{CELL_DIR}/per_utt.tsv": {"cache": False}}],
-            "metrics": [{f"{CELL_DIR}/score.json": {"cache": False}}],
+            "outs": [f"{CELL_DIR}/per_utt.tsv"],
+            "metrics": [f"{CELL_DIR}/score.json"],
         },
     }
 
@@ -244,8 +266,8 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
         + " --csv results/wer_table.csv --md results/wer_table.md",
         "deps": ["scripts/make_table.py", *scores, *reports],
         "outs": [
-            {"results/wer_table.csv": {"cache": False}},
-            {"results/wer_table.md": {"cache": False}},
+            "results/wer_table.csv",
+            "results/wer_table.md",
         ],
     }
 
@@ -261,9 +283,9 @@ def validate_stage(corpora: list[str]) -> dict[str, Any]:
             + [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS],
             "params": [{CONFIG: ["validation", "pretrain.pools", "pretrain.amounts"]}],
             "outs": [
-                {f"{out}/report.md": {"cache": False}},
-                {f"{out}/report.json": {"cache": False}},
-                {f"{out}/report.png": {"cache": False}},
+                f"{out}/report.md",
+                f"{out}/report.json",
+                f"{out}/report.png",
             ],
         },
     }
@@ -279,8 +301,8 @@ def plots_stage() -> dict[str, Any]:
             "results/wer_table.csv",
         ],
         "outs": [
-            {"results/plots/wer_by_upstream.png": {"cache": False}},
-            {"results/plots/wer_vs_hours.png": {"cache": False}},
+            "results/plots/wer_by_upstream.png",
+            "results/plots/wer_vs_hours.png",
         ],
     }
 
@@ -307,7 +329,7 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
     wav_corpora = sorted(c for c, k in kinds.items() if "wav" in k)
     if wav_corpora:
         front["waveforms"] = features_stage(wav_corpora, "wav")
-    if any(c.model != "fbank" for c in upstream_cells(config)):
+    if any(c.pool != NO_PRETRAIN for c in upstream_cells(config)):
         front["pretrain"] = pretrain_stage(config)
     return {"stages": {**front, **{k: v for k, v in stages.items() if k not in front}}}
 
