@@ -36,15 +36,6 @@ VARIANTS = pytest.mark.parametrize("variant", [{}, XLSR_LIKE], ids=["base-like",
 LENGTHS = torch.tensor([8000, 5600])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models on a shared machine: extra threads only wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def waveforms() -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     wavs = 0.1 * torch.randn(len(LENGTHS), int(LENGTHS.max()), generator=g)

@@ -17,16 +17,6 @@ FBANK = FbankConfig()
 TERA_ALTERATION = {"freq_mask_max_bins": 16, "noise_probability": 0.15}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny models spend more time synchronising threads than computing, and on a busy
-    # machine a second thread waits for a core: one thread is several times faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(**overrides) -> MockingjayConfig:
     return MockingjayConfig(
         **{

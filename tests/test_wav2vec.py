@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from signals import chirps
 
 from sslgrid.models.upstream import conv_output_lengths
 from sslgrid.models.wav2vec import (
@@ -26,28 +27,8 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a busy machine extra threads spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(**overrides) -> Wav2Vec:
     return Wav2Vec(Wav2VecConfig(**{**TINY, **overrides}))
-
-
-def chirps(num: int, samples: int) -> torch.Tensor:
-    """Rising chirps with a slow amplitude envelope: predictable, but different per utterance."""
-    t = torch.arange(samples) / 16000
-    waves = []
-    for i in range(num):
-        phase = 2 * math.pi * ((200 + 150 * i) * t + 400 * t**2)
-        envelope = 0.5 + 0.5 * torch.sin(2 * math.pi * 4 * t + i)
-        waves.append(0.5 * envelope * torch.sin(phase))
-    return torch.stack(waves)
 
 
 def test_upstream_contract():

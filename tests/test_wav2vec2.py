@@ -33,15 +33,6 @@ NO_DROPOUT = {
 XLSR_LIKE = {"feat_extract_norm": "layer", "conv_bias": True, "do_stable_layer_norm": True}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models on a shared machine: extra threads only wait for each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(**overrides) -> Wav2Vec2:
     return Wav2Vec2(wav2vec2_tiny(**{**SMALL, **overrides}))
 
