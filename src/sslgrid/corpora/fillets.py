@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from sslgrid.audio import AudioError, decode_audio, write_flac
 from sslgrid.corpora.debian import fetch_package, iter_members
+from sslgrid.corpora.manifests import write_atomic
 from sslgrid.text import normalise
 
 __all__ = [
@@ -573,17 +574,7 @@ def _write_split(utterances: Sequence[_Utterance], split: str, manifest_dir: Pat
         ("supervisions", supervisions),
         ("cuts", cuts),
     ):
-        _write_atomic(manifest_dir / f"{name}_{split}.jsonl.gz", manifest.to_file)
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write through ``write(tmp_path)`` and rename, so a crash leaves no half manifest."""
-    tmp = path.with_name(f".{path.name}.tmp{''.join(path.suffixes)}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_atomic(manifest_dir / f"{name}_{split}.jsonl.gz", manifest.to_file)
 
 
 def _split_summary(utterances: Sequence[_Utterance]) -> dict[str, Any]:
@@ -694,7 +685,7 @@ def prepare_fillets(
     report["transcripts_without_clip"] = _listed(inventory.transcripts_without_clip)
     report["empty_text"] = _listed(inventory.empty_text)
     report["empty_audio"] = _listed(inventory.empty_audio)
-    _write_atomic(
+    write_atomic(
         manifest_dir / "report.json",
         lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n"),
     )

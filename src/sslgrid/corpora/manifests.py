@@ -92,13 +92,13 @@ def check_unique_ids(cuts: Iterable[Cut], what: str) -> None:
 def write_split_cuts(cuts: Sequence[Cut], split: str, manifest_dir: Path) -> None:
     """``<manifest_dir>/cuts_<split>.jsonl.gz``, in the order given."""
     manifest_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(manifest_dir / f"cuts_{split}.jsonl.gz", CutSet.from_cuts(cuts).to_file)
+    write_atomic(manifest_dir / f"cuts_{split}.jsonl.gz", CutSet.from_cuts(cuts).to_file)
 
 
 def write_report(report: Mapping[str, Any], manifest_dir: Path) -> None:
     text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     manifest_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(manifest_dir / "report.json", lambda tmp: Path(tmp).write_text(text))
+    write_atomic(manifest_dir / "report.json", lambda tmp: Path(tmp).write_text(text))
 
 
 def split_summary(cuts: Sequence[Cut]) -> dict[str, Any]:
@@ -128,7 +128,7 @@ class Tally:
         return {"count": self.count, "examples": list(self.examples)}
 
 
-def _write_atomic(path: Path, write: Any) -> None:
+def write_atomic(path: Path, write: Any) -> None:
     """Write through ``write(tmp_path)`` and rename, so a crash leaves no half manifest."""
     tmp = path.with_name(f".{path.name}.tmp{''.join(path.suffixes)}")
     try:
