@@ -17,7 +17,10 @@ from sslgrid.grid import (  # noqa: E402
     NO_PRETRAIN,
     cache_kinds,
     cache_path,
+    continued_from,
     finetune_label,
+    held_out_of,
+    pool_corpora,
     upstream_cells,
 )
 

@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from sslgrid.config import load_config
+from sslgrid.grid import pool_columns
 from sslgrid.metrics.compare import pvalues_against_baseline
 from sslgrid.metrics.table import PVALUE_COLUMN, WerTable, describe_environment
 
@@ -24,13 +26,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data-reports", nargs="*", default=[], help="data reports (report.md) to link to"
     )
+    parser.add_argument(
+        "--config", type=Path, help="effective config: adds each pool's language and domain"
+    )
     return parser.parse_args(argv)
+
+
+def add_pool_columns(scores: list[dict], columns: dict[str, dict[str, str]]) -> None:
+    """Give each score the language and domain of its pre-training pool as coordinates."""
+    for score in scores:
+        pool = score["coords"].get("pool")
+        if pool not in columns:
+            raise KeyError(f"pool {pool!r} of a score file is not a pool of the config")
+        score["coords"]["pool_language"] = columns[pool]["language"]
+        score["coords"]["pool_domain"] = columns[pool]["domain"]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Read the score files and write both tables."""
     args = parse_args(argv)
     scores = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.scores]
+    if args.config is not None:
+        add_pool_columns(scores, pool_columns(load_config(args.config)))
     for score, pvalue in zip(scores, pvalues_against_baseline(args.scores), strict=True):
         score[PVALUE_COLUMN] = pvalue
     table = WerTable(scores)

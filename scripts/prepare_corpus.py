@@ -74,6 +74,24 @@ def held_out_texts(manifest_root: Path, corpora: list[str]) -> set[str]:
     return texts
 
 
+def held_out_levels(manifest_root: Path, corpora: list[str]) -> set[str]:
+    """Game levels of the dev and test splits of ``corpora`` (their manifests must exist)."""
+    levels = set()
+    for name in corpora:
+        for split in ("dev", "test"):
+            path = manifest_root / name / f"cuts_{split}.jsonl.gz"
+            for cut in CutSet.from_file(path):
+                for sup in cut.supervisions:
+                    level = (sup.custom or {}).get("level")
+                    if level is None:
+                        raise ValueError(
+                            f"{path}: cut {cut.id!r} has no level; exclude_levels_of needs "
+                            "a Fish Fillets corpus"
+                        )
+                    levels.add(level)
+    return levels
+
+
 def prepare(args: argparse.Namespace, corpus: dict, config: dict) -> dict:
     recipe = corpus["recipe"]
     progress = not args.no_progress
@@ -123,7 +141,10 @@ def prepare(args: argparse.Namespace, corpus: dict, config: dict) -> dict:
         test_fraction=corpus["test_fraction"],
         seed=config["seed"],
         max_clips=corpus["max_clips"],
-        exclude_levels=args.exclude_levels,
+        exclude_levels=sorted(
+            set(args.exclude_levels)
+            | held_out_levels(args.manifest_dir.parent, corpus.get("exclude_levels_of", []))
+        ),
         progress=progress,
     )
 

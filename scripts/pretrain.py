@@ -10,12 +10,12 @@ import torch
 from lhotse import CutSet
 
 from sslgrid.config import load_config
-from sslgrid.corpora.subsets import nested_subset_by_hours, parse_amount
+from sslgrid.corpora.subsets import SubsetError, nested_subset_by_hours, parse_amount
 from sslgrid.features.fbank import FbankConfig
-from sslgrid.features.store import load_cache
-from sslgrid.grid import cache_name, family, is_imported, model_args
+from sslgrid.features.store import pool_cache, pool_id, pooled_cmvn
+from sslgrid.grid import cache_name, continued_from, family, is_imported, model_args, pool_corpora
 from sslgrid.logs import setup_logging
-from sslgrid.models.factory import build_upstream, upstream_spec
+from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
 from sslgrid.models.importers import import_upstream
 from sslgrid.train.distributed import close_world, init_world
 from sslgrid.train.pretrain import pretrain_upstream
@@ -25,7 +25,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--pool", required=True, help="corpus whose training split is used")
+    parser.add_argument(
+        "--pool", required=True, help="pool: a corpus, a mix or a continued pool of the config"
+    )
     parser.add_argument("--amount", required=True, help="'all' or hours such as '0.5h'")
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path, required=True)
@@ -34,6 +36,9 @@ def main() -> None:
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA if any"
     )
     parser.add_argument("--log", type=Path)
+    parser.add_argument(
+        "--init", type=Path, help="pre-trained checkpoint a continued pool starts from"
+    )
     args = parser.parse_args()
     # Under torchrun: one process per GPU, which share the job's threads; rank 0 logs progress.
     world = init_world(args.device)
@@ -42,38 +47,66 @@ def main() -> None:
     torch.set_num_threads(max(1, args.threads // world.local_size))
     pt = config["pretrain"]
 
-    cache_file = cache_name(args.model, "train", config)
-    cache = load_cache(args.data_dir / "features" / args.pool / cache_file)
-    cuts = CutSet.from_file(args.data_dir / "manifests" / args.pool / "cuts_train.jsonl.gz")
-    durations = {cut.id: cut.duration for cut in cuts}
-    ids = nested_subset_by_hours(
-        cache.ids, [durations[i] for i in cache.ids], parse_amount(args.amount), config["seed"]
-    )
+    corpora = pool_corpora(args.pool, config)
+    cache = pool_cache(args.data_dir, corpora, cache_name(args.model, "train", config))
+    durations = {
+        (pool_id(corpus, cut.id) if len(corpora) > 1 else cut.id): cut.duration
+        for corpus in corpora
+        for cut in CutSet.from_file(args.data_dir / "manifests" / corpus / "cuts_train.jsonl.gz")
+    }
+    try:
+        ids = nested_subset_by_hours(
+            cache.ids, [durations[i] for i in cache.ids], parse_amount(args.amount), config["seed"]
+        )
+    except SubsetError as err:
+        raise SubsetError(
+            f"pretrain.amounts / pool {args.pool!r} ({'+'.join(corpora)}): {err}"
+        ) from None
     cache = cache.subset(ids)
     fbank = FbankConfig(**config["features"])
     logging.info(
-        "pool %s, amount %s: %d utterances, %.3f h", args.pool, args.amount, len(ids), cache.hours()
+        "pool %s (%s), amount %s: %d utterances, %.3f h",
+        args.pool,
+        " + ".join(corpora),
+        args.amount,
+        len(ids),
+        cache.hours(),
     )
 
     # Initial weights from the seed too: torch's own start seed differs between processes.
     torch.manual_seed(config["seed"])
-    if is_imported(args.model, config):
+    start = continued_from(args.pool, config)
+    init: str | None = None
+    if start is not None:
+        # Continued pre-training from another pool's model (e.g. Czech, then Dutch). Its
+        # input normalisation is part of what it learnt, so it is kept.
+        if args.init is None:
+            parser.error(f"--init is required: pool {args.pool!r} continues from pool {start!r}")
+        init = str(args.init)
+        model = load_upstream(init)
+        arch = torch.load(init, map_location="cpu", weights_only=False)["config"]["upstream"][
+            "args"
+        ]
+        logging.info("continuing the pre-training of %s from %s", args.model, init)
+    elif is_imported(args.model, config):
         # Continued pre-training: start from the checkpoint, quantiser and all.
-        path = config["imported"][args.model]["path"]
-        model, arch = import_upstream(path)
-        logging.info("continuing the pre-training of %s (%s)", args.model, path)
+        init = config["imported"][args.model]["path"]
+        model, arch = import_upstream(init)
+        logging.info("continuing the pre-training of %s (%s)", args.model, init)
     else:
         arch = model_args(config, args.model)
         model = build_upstream(args.model, arch, fbank)
-    if model.input_kind == "fbank":
-        cmvn = torch.load(args.data_dir / "features" / args.pool / "cmvn.pt")
+    if model.input_kind == "fbank" and start is None:
+        cmvn = pooled_cmvn(
+            [torch.load(args.data_dir / "features" / c / "cmvn.pt") for c in corpora]
+        )
         model.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
     logging.info(
         "%s: %.2f M parameters", args.model, sum(p.numel() for p in model.parameters()) / 1e6
     )
     run_config = {
         "upstream": upstream_spec(family(args.model, config), arch, fbank),
-        "init": config["imported"][args.model]["path"] if is_imported(args.model, config) else None,
+        "init": init,
         "pool": args.pool,
         "amount": args.amount,
         "utterances": len(ids),

@@ -15,7 +15,8 @@ Allowed differences (nothing else may differ):
   have no DVC counterpart.
 
 Stage names: Snakemake's ``decode`` is DVC's ``decode`` (greedy) and ``decode_lm``; a corpus
-that must wait for others (``exclude_text_of``) is its own DVC stage, ``corpus-<name>``.
+that must wait for others (``exclude_text_of``) is its own DVC stage, ``corpus-<name>``, and so
+is each cell of a mixed or continued pre-training pool, ``pretrain-<cell>``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def dvc_family(stage: str) -> str:
     """The Snakemake rule a DVC stage family stands for."""
     if stage.startswith("corpus-"):
         return "corpus"
+    if stage.startswith("pretrain-"):
+        return "pretrain"
     return {"decode_lm": "decode"}.get(stage, stage)
 
 
@@ -88,8 +91,9 @@ def test_default_grid_and_committed_dvc_yaml_agree(tmp_path):
 
 
 def test_a_grid_with_every_axis_agrees(tmp_path):
-    """Two pools (one synthetic, waiting for the other's held-out text), two amounts, both
-    input kinds, an imported checkpoint used as it is and pre-trained further, two test sets."""
+    """Two corpus pools (one synthetic, waiting for the other's held-out text), their mix, a
+    pool continued from the mix, two amounts, both input kinds, an imported checkpoint used as
+    it is and pre-trained further, two test sets."""
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     packages = default["corpora"]["fillets-nl"]["packages"]  # never fetched: nothing runs
     config = tiny_config(packages, ["fbank", "apc", "cpc", "offshelf"])
@@ -105,7 +109,12 @@ def test_a_grid_with_every_axis_agrees(tmp_path):
         "hours": 0.01,
         "exclude_text_of": ["fillets-nl"],
     }
-    config["pretrain"].update(pools=["fillets-nl", "synth-nl"], amounts=["all", 0.5])
+    config["pretrain"].update(
+        pools=["fillets-nl", "synth-nl", "mix", "mix-then-nl"],
+        amounts=["all", 0.5],
+        mixes={"mix": ["fillets-nl", "synth-nl"]},
+        continued={"mix-then-nl": {"from": "mix", "then": "fillets-nl"}},
+    )
     config["test_sets"] = ["fillets-nl/test", "synth-nl/test"]
     configfile = tmp_path / "grid.yaml"
     configfile.write_text(yaml.safe_dump(config))

@@ -149,10 +149,36 @@ def check_references(config: Mapping[str, Any], source: str) -> None:
             problems.append(f"{key}: corpus {name!r} is not defined; defined corpora: {corpora}")
 
     for name, corpus in config["corpora"].items():
-        for i, other in enumerate(corpus.get("exclude_text_of", [])):
-            need_corpus(f"corpora.{name}.exclude_text_of.{i}", other)
-    for i, pool in enumerate(config["pretrain"]["pools"]):
-        need_corpus(f"pretrain.pools.{i}", pool)
+        for key in ("exclude_text_of", "exclude_levels_of"):
+            for i, other in enumerate(corpus.get(key, [])):
+                need_corpus(f"corpora.{name}.{key}.{i}", other)
+    pt = config["pretrain"]
+    mixes, continued = pt.get("mixes", {}), pt.get("continued", {})
+    for name in sorted((set(mixes) | set(continued)) & set(config["corpora"])):
+        problems.append(
+            f"pretrain: pool name {name!r} is also a corpus; give the pool another name"
+        )
+    for name in sorted(set(mixes) & set(continued)):
+        problems.append(f"pretrain: {name!r} is both under mixes and under continued")
+    for name, members in mixes.items():
+        for i, corpus in enumerate(members):
+            need_corpus(f"pretrain.mixes.{name}.{i}", corpus)
+    for name, spec in continued.items():
+        need_corpus(f"pretrain.continued.{name}.then", spec["then"])
+        start = spec["from"]
+        if start in continued:
+            problems.append(
+                f"pretrain.continued.{name}.from: {start!r} is itself a continued pool; "
+                "expected a corpus or a mix"
+            )
+        elif start not in mixes and start not in config["corpora"]:
+            problems.append(
+                f"pretrain.continued.{name}.from: {start!r} is neither a corpus "
+                f"({corpora}) nor a mix ({sorted(mixes)})"
+            )
+    for i, pool in enumerate(pt["pools"]):
+        if pool not in mixes and pool not in continued:
+            need_corpus(f"pretrain.pools.{i}", pool)
     need_corpus("finetune.corpus", config["finetune"]["corpus"])
     for i, test_set in enumerate(config["test_sets"]):
         need_corpus(f"test_sets.{i}", test_set.split("/")[0])

@@ -17,8 +17,11 @@ from sslgrid.grid import (
     UpstreamCell,
     cache_kinds,
     cache_name,
+    continued_from,
     finetune_label,
+    held_out_of,
     is_imported,
+    pool_corpora,
     upstream_cells,
 )
 
@@ -32,11 +35,10 @@ def stage_key(*parts: str) -> str:
 
 def corpus_stages(config: dict[str, Any]) -> dict[str, Any]:
     """``corpus@<name>`` for self-contained corpora; ``corpus-<name>`` for each corpus that
-    must wait for others (a synthetic corpus never speaks their dev/test sentences)."""
+    must wait for others (a synthetic corpus never speaks their dev/test sentences, a second
+    Fish Fillets track leaves out their dev/test levels)."""
     names = sorted(cache_kinds(config))
-    names += sorted(
-        {o for n in names for o in config["corpora"][n].get("exclude_text_of", [])} - set(names)
-    )
+    names += sorted({o for n in names for o in held_out_of(config["corpora"][n])} - set(names))
     do = {
         "cmd": "python scripts/prepare_corpus.py --config config.yaml --corpus ${item.corpus}"
         " --download-dir data/downloads --audio-dir data/audio/${item.corpus}"
@@ -51,12 +53,12 @@ def corpus_stages(config: dict[str, Any]) -> dict[str, Any]:
         "outs": [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS]
         + ["data/manifests/${item.corpus}/report.json", "data/audio/${item.corpus}"],
     }
-    plain = [n for n in names if not config["corpora"][n].get("exclude_text_of")]
+    plain = [n for n in names if not held_out_of(config["corpora"][n])]
     stages: dict[str, Any] = {"corpus": {"foreach": {n: {"corpus": n} for n in plain}, "do": do}}
     for name in sorted(set(names) - set(plain)):
         held_out = [
             f"data/manifests/{other}/cuts_{split}.jsonl.gz"
-            for other in config["corpora"][name]["exclude_text_of"]
+            for other in held_out_of(config["corpora"][name])
             for split in ("dev", "test")
         ]
         stage = yaml.safe_load(yaml.safe_dump(do).replace("${item.corpus}", name))
@@ -82,7 +84,9 @@ def features_stage(corpora: list[str], kind: str) -> dict[str, Any]:
 
 
 def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
-    cells = [c for c in upstream_cells(config) if c.pool != NO_PRETRAIN]
+    """``pretrain@<cell>`` for every cell pre-trained on one corpus from scratch or an imported
+    checkpoint."""
+    cells = [c for c in upstream_cells(config) if single_corpus_pool(c.pool, config)]
     out = "results/pretrain/${item.model}/${item.pool}/${item.amount}"
     return {
         "foreach": {
@@ -112,6 +116,47 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
             "plots": [f"{out}/history.tsv"],
         },
     }
+
+
+def single_corpus_pool(pool: str, config: dict[str, Any]) -> bool:
+    """A pool that is one corpus (``pretrain@`` foreach items), not a mix or continued pool."""
+    return (
+        pool != NO_PRETRAIN
+        and pool_corpora(pool, config) == [pool]
+        and continued_from(pool, config) is None
+    )
+
+
+def pooled_pretrain_stages(config: dict[str, Any]) -> dict[str, Any]:
+    """``pretrain-<cell>``: one stage per cell of a mixed or continued pool, whose inputs (several
+    corpora, another cell's model) do not fit one ``foreach`` template."""
+    stages = {}
+    for c in upstream_cells(config):
+        if c.pool == NO_PRETRAIN or single_corpus_pool(c.pool, config):
+            continue
+        out = f"results/pretrain/{c.path}"
+        corpora = pool_corpora(c.pool, config)
+        start = continued_from(c.pool, config)
+        init = f"results/pretrain/{c.model}/{start}/{c.amount}/model.pt" if start else None
+        settings = ("imported." if is_imported(c.model, config) else "models.") + c.model
+        deps = ["scripts/pretrain.py", "src/sslgrid/models", "src/sslgrid/train"]
+        for corpus in corpora:
+            deps += [
+                f"data/features/{corpus}/{cache_name(c.model, 'train', config)}",
+                f"data/features/{corpus}/cmvn.pt",
+                f"data/manifests/{corpus}/cuts_train.jsonl.gz",
+                f"results/data_report/{corpus}/report.json",
+            ]
+        stages[f"pretrain-{stage_key(c.model, c.pool, c.amount)}"] = {
+            "cmd": f"python scripts/pretrain.py --config config.yaml --model {c.model}"
+            f" --pool {c.pool} --amount {c.amount} --out {out}/model.pt"
+            + (f" --init {init}" if init else ""),
+            "deps": deps + ([init] if init else []),
+            "params": [{CONFIG: ["seed", "features", "pretrain", settings]}],
+            "outs": [f"{out}/model.pt"],
+            "plots": [f"{out}/history.tsv"],
+        }
+    return stages
 
 
 def upstream_source(cell: UpstreamCell, config: dict[str, Any]) -> str:
@@ -263,8 +308,9 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
         + " ".join(scores)
         + " --data-reports "
         + " ".join(reports)
-        + " --csv results/wer_table.csv --md results/wer_table.md",
+        + " --config config.yaml --csv results/wer_table.csv --md results/wer_table.md",
         "deps": ["scripts/make_table.py", *scores, *reports],
+        "params": [{CONFIG: ["pretrain", "corpora"]}],
         "outs": [
             "results/wer_table.csv",
             "results/wer_table.md",
@@ -329,8 +375,9 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
     wav_corpora = sorted(c for c, k in kinds.items() if "wav" in k)
     if wav_corpora:
         front["waveforms"] = features_stage(wav_corpora, "wav")
-    if any(c.pool != NO_PRETRAIN for c in upstream_cells(config)):
+    if any(single_corpus_pool(c.pool, config) for c in upstream_cells(config)):
         front["pretrain"] = pretrain_stage(config)
+    front.update(pooled_pretrain_stages(config))
     return {"stages": {**front, **{k: v for k, v in stages.items() if k not in front}}}
 
 

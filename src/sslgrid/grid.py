@@ -51,6 +51,105 @@ def cache_path(corpus: str, model: str, split: str, config: dict[str, Any] | Non
     return f"data/features/{corpus}/{cache_name(model, split, config)}"
 
 
+def held_out_of(corpus: dict[str, Any]) -> list[str]:
+    """Corpora whose dev/test data a corpus must stay clear of, so it is built after them.
+
+    ``exclude_text_of``: a synthetic corpus never speaks their dev/test sentences;
+    ``exclude_levels_of``: a Fish Fillets track leaves out the game levels of their dev/test
+    splits (the same scenes in another language).
+    """
+    names: list[str] = []
+    for key in ("exclude_text_of", "exclude_levels_of"):
+        names += [n for n in corpus.get(key, []) if n not in names]
+    return names
+
+
+def pool_corpora(pool: str, config: dict[str, Any]) -> list[str]:
+    """The corpora whose training audio pre-training pool ``pool`` draws from.
+
+    A pool is a corpus (its training split), a mix under ``pretrain.mixes`` (the union of its
+    corpora's training splits), or a continued pool under ``pretrain.continued`` (the corpus
+    pre-training continues on; its start is another pool's model).
+    """
+    pt = config["pretrain"]
+    if pool in pt.get("mixes", {}):
+        return list(pt["mixes"][pool])
+    if pool in pt.get("continued", {}):
+        return [pt["continued"][pool]["then"]]
+    return [pool]
+
+
+def continued_from(pool: str, config: dict[str, Any]) -> str | None:
+    """The pool whose model a continued pool starts from, or ``None``."""
+    spec = config["pretrain"].get("continued", {}).get(pool)
+    return spec["from"] if spec else None
+
+
+def largest_amount(config: dict[str, Any]) -> str:
+    """Label of the largest of ``pretrain.amounts`` ("all" is the largest)."""
+    amounts = config["pretrain"]["amounts"]
+    if "all" in amounts:
+        return "all"
+    return amount_label(max(float(a) for a in amounts))
+
+
+def pool_amounts(pool: str, config: dict[str, Any]) -> list[str]:
+    """Amount labels a pool is pre-trained at: all of them, or the largest for continued pools.
+
+    Continued pre-training starts from the ``from`` pool's model at the largest amount and
+    adds the same amount of the ``then`` corpus.
+    """
+    if continued_from(pool, config) is not None:
+        return [largest_amount(config)]
+    return [amount_label(a) for a in config["pretrain"]["amounts"]]
+
+
+def pool_description(pool: str, config: dict[str, Any]) -> dict[str, str]:
+    """``language`` and ``domain`` of a pool, for the table's columns and the plots' panels.
+
+    A mix joins its corpora's values with ``+``; a continued pool writes ``from>then``.
+    """
+    corpora = config["corpora"]
+
+    def of(names: list[str], key: str) -> str:
+        values = []
+        for name in names:
+            value = str(corpora[name].get(key, "unknown"))
+            if value not in values:
+                values.append(value)
+        return "+".join(values)
+
+    start = continued_from(pool, config)
+    if start is not None:
+        first, then = pool_corpora(start, config), pool_corpora(pool, config)
+        return {
+            key: of(first, key)
+            if of(first, key) == of(then, key)
+            else f"{of(first, key)}>{of(then, key)}"
+            for key in ("language", "domain")
+        }
+    names = pool_corpora(pool, config)
+    return {"language": of(names, "language"), "domain": of(names, "domain")}
+
+
+def pool_columns(config: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Per pre-training pool (and ``none``), its language and domain."""
+    columns = {NO_PRETRAIN: {"language": NO_PRETRAIN, "domain": NO_PRETRAIN}}
+    for pool in config["pretrain"]["pools"]:
+        columns[pool] = pool_description(pool, config)
+    return columns
+
+
+def pretrain_corpora(config: dict[str, Any]) -> list[str]:
+    """Every corpus some pre-training pool reads, in config order, once each."""
+    seen: list[str] = []
+    for pool in config["pretrain"]["pools"]:
+        for corpus in pool_corpora(pool, config):
+            if corpus not in seen:
+                seen.append(corpus)
+    return seen
+
+
 def cache_kinds(config: dict[str, Any]) -> dict[str, set[str]]:
     """Which input caches each corpus of the grid needs: ``{corpus: {"fbank", "wav"}}``.
 
@@ -58,10 +157,10 @@ def cache_kinds(config: dict[str, Any]) -> dict[str, set[str]]:
     where a waveform model pre-trains on it or is fine-tuned and tested on it.
     """
     ft_corpora = {config["finetune"]["corpus"], *(t.split("/")[0] for t in config["test_sets"])}
-    pools = set(config["pretrain"]["pools"])
+    pools = set(pretrain_corpora(config))
     kinds: dict[str, set[str]] = {c: {"fbank"} for c in ft_corpora | pools}
-    for pool in config["pretrain"]["pools"]:
-        kinds[pool] |= {input_kind(m, config) for m in config["pretrain"]["models"]}
+    for corpus in pools:
+        kinds[corpus] |= {input_kind(m, config) for m in config["pretrain"]["models"]}
     for corpus in ft_corpora:
         kinds[corpus] |= {input_kind(m, config) for m in config["finetune"]["upstreams"]}
     return kinds
@@ -85,7 +184,7 @@ def upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
 
     ``fbank`` and imported checkpoints as they are have pool and amount ``none``; models in
     ``pretrain.models`` get one cell per pool and amount (for an imported checkpoint: continued
-    pre-training from it).
+    pre-training from it; for a continued pool: the largest amount only).
     """
     cells = []
     for model in config["finetune"]["upstreams"]:
@@ -94,8 +193,8 @@ def upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
         if model not in config["pretrain"]["models"]:
             continue
         for pool in config["pretrain"]["pools"]:
-            for amount in config["pretrain"]["amounts"]:
-                cells.append(UpstreamCell(model, pool, amount_label(amount)))
+            for amount in pool_amounts(pool, config):
+                cells.append(UpstreamCell(model, pool, amount))
     return cells
 
 

@@ -3,8 +3,8 @@
 
 
 def held_out_manifests(w):
-    """Manifests whose dev/test text a synthetic corpus must never speak."""
-    others = config["corpora"][w.corpus].get("exclude_text_of", [])
+    """Manifests whose dev/test text (synthetic) or levels (fillets) a corpus must leave out."""
+    others = held_out_of(config["corpora"][w.corpus])
     return expand("data/manifests/{other}/cuts_{split}.jsonl.gz", other=others, split=["dev", "test"])
 
 

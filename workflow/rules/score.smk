@@ -36,11 +36,16 @@ rule wer_table:
     output:
         csv=report("results/wer_table.csv", category="WER"),
         md="results/wer_table.md",
+    params:
+        pools=lambda w: json.dumps(
+            [config["pretrain"], {c: [v.get("language"), v.get("domain")] for c, v in config["corpora"].items()}],
+            sort_keys=True,
+        ),
     log:
         "logs/wer_table.log",
     shell:
         "{PYTHON} {SCRIPTS}/make_table.py --scores {input.scores} --data-reports {input.data_reports}"
-        " --csv {output.csv} --md {output.md} 2> {log}"
+        " --config {EFFECTIVE_CONFIG} --csv {output.csv} --md {output.md} 2> {log}"
 
 
 rule plots:

@@ -146,3 +146,48 @@ def cmvn_of(cache: FeatureCache) -> dict[str, torch.Tensor]:
         acc.update(feats)
     mean, std = acc.stats()
     return {"mean": mean, "std": std, "frames": torch.tensor(acc.count)}
+
+
+def pool_cache(data_dir: str | Path, corpora: list[str], file_name: str) -> FeatureCache:
+    """The training caches of several corpora as one (a mixed pre-training pool).
+
+    With several corpora, ids become ``<corpus>/<id>`` (:func:`pool_id`): two tracks of one
+    game share utterance ids, and the nested subsets are drawn by id.
+    """
+    caches = [load_cache(Path(data_dir) / "features" / c / file_name) for c in corpora]
+    if len(caches) == 1:
+        return caches[0]
+    first = caches[0]
+    for corpus, cache in zip(corpora, caches, strict=True):
+        if cache.kind != first.kind or cache.config != first.config:
+            raise ValueError(
+                f"data/features/{corpus}/{file_name} was computed with other settings than "
+                f"data/features/{corpora[0]}/{file_name}"
+            )
+    return FeatureCache(
+        [pool_id(corpus, i) for corpus, c in zip(corpora, caches, strict=True) for i in c.ids],
+        [f for c in caches for f in c.feats],
+        first.config,
+        first.kind,
+    )
+
+
+def pool_id(corpus: str, cut_id: str) -> str:
+    return f"{corpus}/{cut_id}"
+
+
+def pooled_cmvn(stats: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Mean and standard deviation over the frames of several corpora, from each one's CMVN."""
+    if len(stats) == 1:
+        return stats[0]
+    counts = torch.stack([s["frames"].double() for s in stats])
+    means = torch.stack([s["mean"].double() for s in stats])
+    second = torch.stack([s["std"].double() ** 2 + s["mean"].double() ** 2 for s in stats])
+    weights = (counts / counts.sum()).unsqueeze(-1)
+    mean = (weights * means).sum(0)
+    var = (weights * second).sum(0) - mean**2
+    return {
+        "mean": mean.float(),
+        "std": var.clamp_min(0).sqrt().float(),
+        "frames": counts.sum().long(),
+    }

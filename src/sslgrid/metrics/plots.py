@@ -81,8 +81,42 @@ def plot_wer_bars(frame: pd.DataFrame, path: str | Path) -> None:
     plt.close(fig)
 
 
+def _pool_title(frame: pd.DataFrame, pool: str) -> str:
+    if {"pool_language", "pool_domain"} <= set(frame.columns):
+        rows = frame[frame["pool"] == pool]
+        if len(rows):
+            row = rows.iloc[0]
+            return f"pool {pool} ({row['pool_language']}, {row['pool_domain']})"
+    return f"pool {pool}"
+
+
+def _draw_hours_panel(ax, sub: pd.DataFrame, pool: str) -> None:
+    cells = sub[(sub["pool"] == pool) & sub["hours"].notna()]
+    for i, (model, rows) in enumerate(cells.groupby("model")):
+        rows = rows.sort_values("hours")
+        ax.errorbar(
+            rows["hours"], rows["wer"],
+            yerr=[rows["wer"] - rows["wer_low"], rows["wer_high"] - rows["wer"]],
+            marker="o", capsize=3, label=model, color=f"C{i}",
+        )  # fmt: skip
+    base = sub[sub["model"] == BASELINE_MODEL]
+    if len(base):
+        ax.axhline(base["wer"].iloc[0], linestyle="--", color="grey", label="fbank")
+    if cells.empty:
+        ax.text(0.5, 0.5, "no amounts in hours in this grid", ha="center",
+                transform=ax.transAxes)  # fmt: skip
+    else:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel("pre-training audio (hours)")
+    ax.set_ylabel("WER (%)")
+    ax.legend(fontsize=8)
+
+
 def plot_wer_vs_hours(frame: pd.DataFrame, path: str | Path, decoder: str | None = None) -> None:
-    """WER against hours of pre-training audio, one line per model, one panel per pool.
+    """WER against hours of pre-training audio, one line per model; one panel per pool (its
+    language and domain in the title, where the table has them) and test set.
 
     Cells pre-trained on a whole pool ("all") are left out: their hours are not in the table's
     coordinates. Without any amount in hours, the panels say so instead of drawing nothing.
@@ -90,33 +124,23 @@ def plot_wer_vs_hours(frame: pd.DataFrame, path: str | Path, decoder: str | None
     decoder = decoder or sorted(frame["decoder"].unique())[0]
     sub = frame[frame["decoder"] == decoder].copy()
     sub["hours"] = sub["amount"].map(amount_hours)
-    pools = sorted(p for p in sub["pool"].unique() if p != "none")
+    sub["test_set"] = sub["corpus"].astype(str) + "/" + sub["split"].astype(str)
+    pools = list(dict.fromkeys(p for p in sub["pool"] if p != "none"))
+    test_sets = sorted(sub["test_set"].unique())
+    ncols, nrows = max(1, len(pools)), max(1, len(test_sets))
+    # Shared axes: pools and test sets are compared at a glance, and a pool with one amount
+    # (continued pre-training) sits on the same hour scale as the others.
     fig, axes = plt.subplots(
-        1, max(1, len(pools)), figsize=(4.5 * max(1, len(pools)), 3.6), squeeze=False
+        nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharex=True, sharey=True
     )
-    for ax, pool in zip(axes[0], pools or ["(no pre-training pool)"], strict=True):
-        cells = sub[(sub["pool"] == pool) & sub["hours"].notna()]
-        for i, (model, rows) in enumerate(cells.groupby("model")):
-            rows = rows.sort_values("hours")
-            ax.errorbar(
-                rows["hours"], rows["wer"],
-                yerr=[rows["wer"] - rows["wer_low"], rows["wer_high"] - rows["wer"]],
-                marker="o", capsize=3, label=model, color=f"C{i}",
-            )  # fmt: skip
-        base = sub[sub["model"] == BASELINE_MODEL]
-        if len(base):
-            ax.axhline(base["wer"].iloc[0], linestyle="--", color="grey", label="fbank")
-        if cells.empty:
-            ax.text(0.5, 0.5, "no amounts in hours in this grid", ha="center",
-                    transform=ax.transAxes)  # fmt: skip
-        else:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.set_xlabel("pre-training audio (hours)")
-        ax.set_ylabel("WER (%)")
-        ax.set_title(f"pool {pool} ({decoder})")
-        ax.legend(fontsize=8)
+    for row, test_set in zip(axes, test_sets or ["(no test set)"], strict=True):
+        of_test = sub[sub["test_set"] == test_set]
+        for ax, pool in zip(row, pools or ["(no pre-training pool)"], strict=True):
+            _draw_hours_panel(ax, of_test, pool)
+            if ax is not row[0]:
+                ax.get_legend().remove()
+                ax.set_ylabel("")
+            ax.set_title(f"{_pool_title(of_test, pool)}\n{test_set} ({decoder})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -26,6 +26,8 @@ import pandas as pd
 COORDINATE_ORDER: tuple[str, ...] = (
     "model",
     "pool",
+    "pool_language",
+    "pool_domain",
     "amount",
     "finetune",
     "decoder",
