@@ -18,7 +18,9 @@ from sslgrid.grid import (  # noqa: E402
     cache_kinds,
     cache_path,
     continued_from,
+    finetune_cells,
     finetune_label,
+    finetune_setting,
     held_out_of,
     pool_corpora,
     upstream_cells,
@@ -70,7 +72,7 @@ wildcard_constraints:
     pool=r"[a-z0-9-]+",
     model=r"[a-z0-9]+",
     amount=r"all|none|[0-9.]+h",
-    finetune=r"[a-z]+-[a-z0-9-]+",
+    finetune=r"[a-z]+-[a-z0-9.-]+",
     split=r"train|dev|test",
     decoder=r"greedy|lm",
 

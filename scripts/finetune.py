@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from sslgrid.asr.downstream import DownstreamConfig
-from sslgrid.asr.finetune import finetune_frozen, frame_repeat_for
+from sslgrid.asr.downstream import DownstreamConfig, LinearHeadConfig
+from sslgrid.asr.finetune import finetune_frozen, finetune_full, frame_repeat_for
 from sslgrid.config import load_config
+from sslgrid.corpora.subsets import SubsetError, nested_subset_by_hours, parse_amount
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import FeatureCache, load_cache
 from sslgrid.grid import cache_name, family, is_imported
@@ -42,6 +43,25 @@ def transcripts(
     return cache.subset(keep), [texts[i] for i in keep]
 
 
+def labelled_subset(
+    train: tuple[FeatureCache, list[str]], cuts_path: Path, labelled: str, config: dict
+) -> tuple[FeatureCache, list[str]]:
+    """The nested subset of ``labelled`` hours of the training data ("all": all of it)."""
+    if labelled == "all":
+        return train
+    cache, texts = train
+    durations = {cut.id: cut.duration for cut in CutSet.from_file(cuts_path)}
+    try:
+        ids = nested_subset_by_hours(
+            cache.ids, [durations[i] for i in cache.ids], parse_amount(labelled), config["seed"]
+        )
+    except SubsetError as err:
+        raise SubsetError(f"finetune.amounts: {labelled}: {err}") from None
+    text_of = dict(zip(cache.ids, texts, strict=True))
+    logging.info("labelled subset %s: %d of %d utterances", labelled, len(ids), len(cache))
+    return cache.subset(ids), [text_of[i] for i in ids]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
@@ -54,6 +74,12 @@ def main() -> None:
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA if any"
     )
     parser.add_argument("--log", type=Path)
+    parser.add_argument(
+        "--mode", choices=["frozen", "full"], default="frozen", help="see finetune.modes"
+    )
+    parser.add_argument(
+        "--labelled", default="all", help="hours of labelled data: 'all' or e.g. '0.5h'"
+    )
     args = parser.parse_args()
     # Under torchrun: one process per GPU, which share the job's threads; rank 0 logs progress.
     world = init_world(args.device)
@@ -92,23 +118,35 @@ def main() -> None:
         )
         for split in ("train", "dev")
     )
+    if args.mode == "full" and args.upstream == "fbank":
+        parser.error("the fbank baseline has nothing to fine-tune: it is only ever 'frozen'")
+    train = labelled_subset(train, manifests / "cuts_train.jsonl.gz", args.labelled, config)
+    learning_rate = ft["full"]["learning_rate"] if args.mode == "full" else ft["learning_rate"]
     repeat = frame_repeat_for(upstream, ft["frame_rate_ms"])
-    downstream = DownstreamConfig(**ft["downstream"], frame_repeat=repeat)
+    downstream: DownstreamConfig | LinearHeadConfig
+    if args.mode == "full":
+        downstream = LinearHeadConfig(dropout=ft["full"]["dropout"], frame_repeat=repeat)
+    else:
+        downstream = DownstreamConfig(**ft["downstream"], frame_repeat=repeat)
     run_config = {
         "upstream": spec,
         "pretrained": str(args.pretrained) if args.pretrained else None,
         "corpus": corpus,
-        "mode": ft["mode"],
+        "mode": args.mode,
+        "labelled": args.labelled,
+        "labelled_utterances": len(train[1]),
         "downstream": downstream.to_dict(),
         "training": {
-            k: ft[k] for k in ("epochs", "batch_seconds", "learning_rate", "max_utterance_seconds")
+            **{k: ft[k] for k in ("epochs", "batch_seconds", "max_utterance_seconds")},
+            "learning_rate": learning_rate,
         },
         "seed": config["seed"],
     }
     logging.info(
         "fine-tuning on %s: %d train, %d dev utterances", corpus, len(train[1]), len(dev[1])
     )
-    finetune_frozen(
+    train_recogniser = finetune_full if args.mode == "full" else finetune_frozen
+    train_recogniser(
         upstream,
         train,
         dev,
@@ -117,7 +155,7 @@ def main() -> None:
         args.out,
         epochs=ft["epochs"],
         batch_seconds=ft["batch_seconds"],
-        learning_rate=ft["learning_rate"],
+        learning_rate=learning_rate,
         seed=config["seed"],
         grad_accum=ft["grad_accum"],
         nonfinite=ft["nonfinite"],

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from sslgrid.config import load_config
-from sslgrid.grid import pool_columns
+from sslgrid.grid import finetune_setting, pool_columns
 from sslgrid.metrics.compare import pvalues_against_baseline
 from sslgrid.metrics.table import PVALUE_COLUMN, WerTable, describe_environment
 
@@ -42,12 +42,22 @@ def add_pool_columns(scores: list[dict], columns: dict[str, dict[str, str]]) -> 
         score["coords"]["pool_domain"] = columns[pool]["domain"]
 
 
+def add_finetune_columns(scores: list[dict], config: dict) -> None:
+    """Give each score its fine-tuning mode and hours of labelled data as coordinates."""
+    for score in scores:
+        setting = finetune_setting(config, score["coords"]["finetune"])
+        score["coords"]["finetune_mode"] = setting.mode
+        score["coords"]["labelled"] = setting.amount
+
+
 def main(argv: list[str] | None = None) -> None:
     """Read the score files and write both tables."""
     args = parse_args(argv)
     scores = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.scores]
     if args.config is not None:
-        add_pool_columns(scores, pool_columns(load_config(args.config)))
+        config = load_config(args.config)
+        add_pool_columns(scores, pool_columns(config))
+        add_finetune_columns(scores, config)
     for score, pvalue in zip(scores, pvalues_against_baseline(args.scores), strict=True):
         score[PVALUE_COLUMN] = pvalue
     table = WerTable(scores)

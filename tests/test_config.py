@@ -86,7 +86,8 @@ def test_overrides_are_validated_too():
         load_config(REPO / "config.yaml", overrides={"finetune": {"epochs": 0}})
     config = load_config(REPO / "config.yaml", overrides={"finetune": {"epochs": 3}})
     assert config["finetune"]["epochs"] == 3
-    assert config["finetune"]["mode"] == "frozen"
+    assert config["finetune"]["modes"] == ["frozen"]
+    assert config["finetune"]["amounts"] == ["all"]
 
 
 SYNTHETIC = {

@@ -103,3 +103,22 @@ def test_the_offline_grid_has_every_pool_and_amount_per_method(tmp_path):
     assert int(counts["corpus"]) == 3
     for cell in ("apc/cs-then-nl/1h", "wav2vec2/mix-nl/0.25h", "cpc/fillets-cs/0.5h"):
         assert f"results/pretrain/{cell}/model.pt" in proc.stdout
+
+
+def test_the_paper_sized_gpu_grid_builds_its_dag_in_seconds(tmp_path):
+    """5 methods x 6 amounts x 3 domains x 2 fine-tuning modes x 2 decoders (x 2 test sets)."""
+    preset = REPO / "config" / "presets" / "paper-grid.yaml"
+    started = time.monotonic()
+    proc = snakemake_dry_run(tmp_path, preset, "--config", *existing_paths(preset, tmp_path))
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    pretrained = 5 * 6 * 3
+    assert int(counts["pretrain"]) == pretrained
+    # fbank has nothing to fine-tune: frozen only
+    assert int(counts["finetune"]) == 1 + pretrained * 2
+    assert int(counts["decode"]) == int(counts["score"]) == (1 + pretrained * 2) * 2 * 2
+    assert int(counts["corpus"]) == 2
+    assert "results/pretrain/wav2vec2/cgn-both/32h/model.pt" in proc.stdout
+    assert "results/finetune/apc/cgn-nl/1h/full-cgn-vl/model.pt" in proc.stdout
+    assert seconds < 120, f"the dry run took {seconds:.0f} s"

@@ -18,6 +18,7 @@ from sslgrid.grid import (
     cache_kinds,
     cache_name,
     continued_from,
+    finetune_cells,
     finetune_label,
     held_out_of,
     is_imported,
@@ -171,12 +172,14 @@ def upstream_source(cell: UpstreamCell, config: dict[str, Any]) -> str:
 
 def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
     corpus = config["finetune"]["corpus"]
-    ft = finetune_label(config)
     items = {}
-    for c in upstream_cells(config):
+    for c, setting in finetune_cells(config):
+        ft = setting.label
         item = {
             **c.__dict__,
             "finetune": ft,
+            "mode": setting.mode,
+            "labelled": setting.amount,
             "pretrained": ""
             if c.pool == NO_PRETRAIN
             else f"--pretrained results/pretrain/{c.path}/model.pt",
@@ -190,7 +193,8 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
         "foreach": items,
         "do": {
             "cmd": "python scripts/finetune.py --config config.yaml --upstream ${item.model}"
-            f" ${{item.pretrained}} --out {out}/model.pt",
+            f" ${{item.pretrained}} --mode ${{item.mode}} --labelled ${{item.labelled}}"
+            f" --out {out}/model.pt",
             "deps": [
                 "scripts/finetune.py",
                 "src/sslgrid/asr",
@@ -208,9 +212,9 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_items(config: dict[str, Any]) -> dict[str, dict[str, str]]:
-    ft = finetune_label(config)
     items = {}
-    for c in upstream_cells(config):
+    for c, setting in finetune_cells(config):
+        ft = setting.label
         for test_set in config["test_sets"]:
             corpus, split = test_set.split("/")
             for decoder in config["decode"]["decoders"]:

@@ -198,10 +198,65 @@ def upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
     return cells
 
 
-def finetune_label(config: dict[str, Any]) -> str:
-    """Path component naming the fine-tuning setting: mode and labelled corpus."""
+# Fine-tuning modes: ``frozen`` trains the BiLSTM recogniser on the frozen upstream's layers;
+# ``full`` trains the upstream too (its waveform CNN excepted) under a linear CTC head. The
+# fbank baseline has nothing to fine-tune, so it is only ever ``frozen``.
+FINETUNE_MODES = ("frozen", "full")
+
+
+@dataclass(frozen=True)
+class FinetuneSetting:
+    """One fine-tuning setting: mode and hours of labelled data of ``finetune.corpus``."""
+
+    mode: str
+    corpus: str
+    amount: str  # "all" or hours such as "0.5h"
+
+    @property
+    def label(self) -> str:
+        """Path component: ``<mode>-<corpus>``, plus ``-<amount>`` for a labelled subset."""
+        base = f"{self.mode}-{self.corpus}"
+        return base if self.amount == "all" else f"{base}-{self.amount}"
+
+
+def finetune_settings(config: dict[str, Any]) -> list[FinetuneSetting]:
+    """Every fine-tuning setting of the grid: modes x labelled amounts."""
     ft = config["finetune"]
-    return f"{ft['mode']}-{ft['corpus']}"
+    return [
+        FinetuneSetting(mode, ft["corpus"], amount_label(amount))
+        for mode in ft["modes"]
+        for amount in ft["amounts"]
+    ]
+
+
+def finetune_setting(config: dict[str, Any], label: str) -> FinetuneSetting:
+    """The setting a path's fine-tuning label names."""
+    for setting in finetune_settings(config):
+        if setting.label == label:
+            return setting
+    known = [s.label for s in finetune_settings(config)]
+    raise ValueError(f"fine-tuning setting {label!r} is not in the grid; the grid has {known}")
+
+
+def finetune_cells(config: dict[str, Any]) -> list[tuple[UpstreamCell, FinetuneSetting]]:
+    """Every (upstream cell, fine-tuning setting) the grid trains a recogniser for."""
+    return [
+        (cell, setting)
+        for cell in upstream_cells(config)
+        for setting in finetune_settings(config)
+        if not (cell.model == "fbank" and setting.mode != "frozen")
+    ]
+
+
+def finetune_label(config: dict[str, Any]) -> str:
+    """Label of the grid's main fine-tuning setting: frozen (if in the grid) on all labels.
+
+    Stages that read one fine-tuned recogniser per upstream cell (the phone probe's layer
+    weights) use this one.
+    """
+    settings = finetune_settings(config)
+    frozen = [s for s in settings if s.mode == "frozen"]
+    return (frozen or settings)[0].label
 
 
 def model_args(config: dict[str, Any], model: str) -> dict[str, Any]:

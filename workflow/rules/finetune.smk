@@ -33,6 +33,9 @@ rule finetune:
             sort_keys=True,
         ),
         pretrained=lambda w, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
+        setting=lambda w: "--mode {0.mode} --labelled {0.amount}".format(
+            finetune_setting(config, w.finetune)
+        ),
         torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
     threads: config["threads_per_job"]
     resources:
@@ -44,4 +47,5 @@ rule finetune:
     shell:
         "exec {SCRIPTS}/launch_training.sh {resources.gpu} {PYTHON} {SCRIPTS}/finetune.py"
         " --config {EFFECTIVE_CONFIG} --upstream {wildcards.model}"
-        " {params.pretrained} --out {output.model} --threads {params.torch_threads} --log {log}"
+        " {params.pretrained} {params.setting} --out {output.model}"
+        " --threads {params.torch_threads} --log {log}"

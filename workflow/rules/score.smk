@@ -3,11 +3,12 @@
 
 def all_scores():
     scores = []
-    ft = finetune_label(config)
-    for cell in upstream_cells(config):
+    for cell, setting in finetune_cells(config):
         for test_set in config["test_sets"]:
             for decoder in config["decode"]["decoders"]:
-                scores.append(f"results/decode/{cell.path}/{ft}/{test_set}/{decoder}/score.json")
+                scores.append(
+                    f"results/decode/{cell.path}/{setting.label}/{test_set}/{decoder}/score.json"
+                )
     return scores
 
 
@@ -38,7 +39,12 @@ rule wer_table:
         md="results/wer_table.md",
     params:
         pools=lambda w: json.dumps(
-            [config["pretrain"], {c: [v.get("language"), v.get("domain")] for c, v in config["corpora"].items()}],
+            [
+                config["pretrain"],
+                config["finetune"]["modes"],
+                config["finetune"]["amounts"],
+                {c: [v.get("language"), v.get("domain")] for c, v in config["corpora"].items()},
+            ],
             sort_keys=True,
         ),
     log:

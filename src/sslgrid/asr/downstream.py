@@ -96,6 +96,45 @@ class CTCRecogniser(nn.Module):
         return self.output(self.dropout(out)).log_softmax(-1), out_lengths
 
 
+@dataclass(frozen=True)
+class LinearHeadConfig:
+    """Head of full fine-tuning.
+
+    Args:
+        dropout: dropout on the upstream's last layer before the linear layer.
+        frame_repeat: how often each upstream frame was repeated (as in ``DownstreamConfig``).
+    """
+
+    dropout: float = 0.1
+    frame_repeat: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LinearCTCHead(nn.Module):
+    """Full fine-tuning's recogniser: one linear layer on the upstream's last hidden state.
+
+    It takes the same (L, B, T, D) input as :class:`CTCRecogniser`, so decoding treats both
+    alike; the fine-tuned upstream does the modelling a BiLSTM would do on a frozen one.
+    """
+
+    def __init__(self, input_dim: int, vocab_size: int, config: LinearHeadConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.dropout = nn.Dropout(config.dropout)
+        self.output = nn.Linear(input_dim, vocab_size)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return lengths
+
+    def forward(
+        self, layers: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L, B, T, D) hidden states -> (B, T, V) log-probabilities and their lengths."""
+        return self.output(self.dropout(layers[-1])).log_softmax(-1), lengths
+
+
 def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
     """Best path per utterance with repeats collapsed and blanks (index 0) removed."""
     best = log_probs.argmax(-1)

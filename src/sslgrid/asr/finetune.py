@@ -11,7 +11,13 @@ import jiwer
 import torch
 from tqdm import tqdm
 
-from sslgrid.asr.downstream import CTCRecogniser, DownstreamConfig, greedy_decode
+from sslgrid.asr.downstream import (
+    CTCRecogniser,
+    DownstreamConfig,
+    LinearCTCHead,
+    LinearHeadConfig,
+    greedy_decode,
+)
 from sslgrid.asr.tokenizer import CharTokenizer
 from sslgrid.features.store import FeatureCache
 from sslgrid.models.upstream import Upstream
@@ -244,6 +250,148 @@ def finetune_frozen(
     return state
 
 
+class FullRecogniser(torch.nn.Module):
+    """Upstream and linear CTC head trained together (full fine-tuning)."""
+
+    def __init__(self, upstream: Upstream, head: LinearCTCHead) -> None:
+        super().__init__()
+        self.upstream = upstream
+        self.head = head
+
+    def forward(
+        self, inputs: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded prepared inputs -> (B, T, V) log-probabilities and their lengths."""
+        out = self.upstream.encode(inputs, lengths)
+        layers = torch.stack(out.hidden_states)  # (L, B, T, D)
+        frame_lengths = out.lengths
+        repeat = self.head.config.frame_repeat
+        if repeat > 1:
+            layers = layers.repeat_interleave(repeat, dim=2)
+            frame_lengths = frame_lengths * repeat
+        return self.head(layers, frame_lengths.to(layers.device))
+
+
+def freeze_feature_encoder(upstream: Upstream) -> list[str]:
+    """Stop gradients into the upstream's waveform CNN; returns the frozen parameters' names."""
+    frozen = []
+    for name, param in upstream.named_parameters():
+        if name.startswith(upstream.feature_encoder_prefixes):
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def finetune_full(
+    upstream: Upstream,
+    train: tuple[FeatureCache, list[str]],
+    dev: tuple[FeatureCache, list[str]],
+    head_config: LinearHeadConfig,
+    config: dict[str, Any],
+    out_path: Path,
+    epochs: int,
+    batch_seconds: float,
+    learning_rate: float,
+    seed: int,
+    progress: bool = True,
+    grad_accum: int = 1,
+    world: World | None = None,
+    nonfinite: str = "stop",
+) -> TrainState:
+    """Fine-tune ``upstream`` (its waveform CNN frozen) with a linear CTC head; keep the epoch
+    with the best dev CER.
+
+    Unlike :func:`finetune_frozen`, the upstream runs on every batch, with gradients. The
+    written checkpoint has the same layout (``model``: the head, ``upstream``: the fine-tuned
+    upstream of the selected epoch), so :func:`load_recogniser` and decoding take either.
+    """
+    world = world or World()
+    progress = progress and world.is_main
+    torch.manual_seed(seed)
+    tokenizer = CharTokenizer.from_texts(train[1])
+    frozen = freeze_feature_encoder(upstream)
+    log.info("full fine-tuning; frozen feature encoder parameters: %d", len(frozen))
+    head = LinearCTCHead(upstream.output_dim, len(tokenizer), head_config)
+    model = FullRecogniser(upstream, head).to(world.device)
+    train_y = [torch.tensor(tokenizer.encode(t)) for t in train[1]]
+    keep = [i for i, y in enumerate(train_y) if len(y) > 0]
+    cache = train[0]
+    budget = int(batch_seconds * cache.rate)
+    lengths = [cache.feats[i].shape[0] for i in keep]
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    steps_per_epoch = len(duration_batches(lengths, budget, seed, shuffle=False))
+    config = {**config, "vocab": tokenizer.symbols}
+    state = new_train_state(
+        model,
+        config,
+        steps_per_epoch,
+        epochs,
+        learning_rate,
+        weight_decay=1e-2,
+        world=world,
+        seed=seed,
+        nonfinite=nonfinite,
+    )
+    # Pre-training heads (APC's postnet, the quantiser, ...) get no gradient here.
+    recogniser = world.wrap(model, find_unused_parameters=True)
+
+    def loss_of(batch: list[int]) -> torch.Tensor:
+        items = [keep[j] for j in batch]
+        x, x_len = pad_sequences([upstream.prepare(cache.feats[i]) for i in items])
+        log_probs, out_len = recogniser(x.to(world.device), x_len.to(world.device))
+        targets = [train_y[i] for i in items]
+        return ctc(
+            log_probs.transpose(0, 1),
+            torch.cat(targets),
+            out_len.cpu(),
+            torch.tensor([len(t) for t in targets]),
+        )
+
+    def train_epoch(epoch: int) -> dict[str, float]:
+        model.train()
+        batches = duration_batches(lengths, budget, seed + epoch)[state.batches_done :]
+        total, count = 0.0, 0
+        bar = tqdm(
+            batches, desc=f"full fine-tuning epoch {epoch + 1}/{epochs}", disable=not progress
+        )
+        for batch in bar:
+            loss = optimise_batch(state, batch, loss_of, len, grad_accum, recogniser)
+            if not math.isfinite(loss):
+                continue
+            total += loss * len(batch)
+            count += len(batch)
+            bar.set_postfix(loss=f"{loss:.3f}")
+        return {"train_loss": total / max(count, 1), "lr": state.scheduler.get_last_lr()[0]}
+
+    def evaluate() -> dict[str, float]:
+        dev_x = encode_frozen(upstream, dev[0], batch_seconds, head_config.frame_repeat, False)
+        batch_frames = int(batch_seconds * frames_per_second(upstream, head_config.frame_repeat))
+        hyps = transcribe(head, tokenizer, dev_x, batch_frames)
+        pairs = [(r, h) for r, h in zip(dev[1], hyps, strict=True) if r]
+        return {
+            "dev_cer": jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]),
+            "dev_wer": jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]),
+        }
+
+    run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer")
+    if not world.is_main:
+        return state
+    final = state.to_checkpoint()
+    chosen = state.best["model"] if state.best else final["model"]
+    final["model"] = _prefixed(chosen, "head.")
+    final["upstream"] = _prefixed(chosen, "upstream.")
+    final["selected"] = state.best["metrics"] if state.best else None
+    atomic_save(final, out_path)
+    write_history(state.history, out_path.with_name("history.tsv"))
+    log.info("selected epoch: %s", final["selected"])
+    return state
+
+
+def _prefixed(weights: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of a state dict under ``prefix``, with the prefix removed."""
+    return {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+
+
 def load_recogniser(path: str | Path) -> FrozenRecogniser:
     """Rebuild upstream, downstream and vocabulary from a fine-tuning checkpoint."""
     from sslgrid.models.factory import upstream_from_spec
@@ -253,11 +401,17 @@ def load_recogniser(path: str | Path) -> FrozenRecogniser:
     upstream = upstream_from_spec(config["upstream"])
     upstream.load_state_dict(ckpt["upstream"])
     tokenizer = CharTokenizer(config["vocab"])
-    downstream = CTCRecogniser(
-        upstream.output_dim,
-        upstream.num_layers,
-        len(tokenizer),
-        DownstreamConfig(**config["downstream"]),
-    )
+    downstream: CTCRecogniser | LinearCTCHead
+    if config.get("mode") == "full":
+        downstream = LinearCTCHead(
+            upstream.output_dim, len(tokenizer), LinearHeadConfig(**config["downstream"])
+        )
+    else:
+        downstream = CTCRecogniser(
+            upstream.output_dim,
+            upstream.num_layers,
+            len(tokenizer),
+            DownstreamConfig(**config["downstream"]),
+        )
     downstream.load_state_dict(ckpt["model"])
     return FrozenRecogniser(upstream, downstream, tokenizer).eval()

@@ -30,6 +30,8 @@ COORDINATE_ORDER: tuple[str, ...] = (
     "pool_domain",
     "amount",
     "finetune",
+    "finetune_mode",
+    "labelled",
     "decoder",
     "corpus",
     "split",

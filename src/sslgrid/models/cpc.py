@@ -183,6 +183,8 @@ def sample_negative_indices(
 class CPC(WaveformUpstream):
     """CPC upstream; hidden states: encoder output, then each LSTM layer's output."""
 
+    feature_encoder_prefixes = ("encoder.",)
+
     def __init__(self, config: CPCConfig, fbank: FbankConfig | None = None) -> None:
         super().__init__()
         self.config = config

@@ -42,6 +42,9 @@ class Upstream(nn.Module):
     input_kind: ClassVar[str]
     output_dim: int
     num_layers: int
+    # Parameter-name prefixes of the waveform CNN, which full fine-tuning keeps frozen (as
+    # wav2vec 2.0 fine-tuning does); fbank models have none.
+    feature_encoder_prefixes: ClassVar[tuple[str, ...]] = ()
 
     @property
     def downsample_rate(self) -> int:

@@ -143,6 +143,8 @@ class CausalConvBlock(nn.Module):
 class Wav2Vec(WaveformUpstream):
     """wav2vec upstream; hidden states: encoder output z, aggregator output c."""
 
+    feature_encoder_prefixes = ("encoder.",)
+
     def __init__(self, config: Wav2VecConfig, fbank: FbankConfig | None = None) -> None:
         super().__init__()
         if config.prediction_offset < 1:

@@ -268,6 +268,8 @@ class Wav2Vec2(WaveformUpstream):
     cropping them).
     """
 
+    feature_encoder_prefixes = ("model.wav2vec2.feature_extractor.",)
+
     def __init__(self, settings: Wav2Vec2Settings, fbank: FbankConfig | None = None) -> None:
         super().__init__()
         self.settings = settings
