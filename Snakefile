@@ -77,6 +77,9 @@ wildcard_constraints:
     decoder=r"greedy|lm",
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/pretrain.smk"

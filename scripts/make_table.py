@@ -11,10 +11,17 @@ import json
 import os
 from pathlib import Path
 
+import yaml
+
 from sslgrid.config import load_config
 from sslgrid.grid import finetune_setting, pool_columns
 from sslgrid.metrics.compare import pvalues_against_baseline
-from sslgrid.metrics.table import PVALUE_COLUMN, WerTable, describe_environment
+from sslgrid.metrics.table import (
+    PVALUE_COLUMN,
+    WerTable,
+    describe_environment,
+    write_text_atomic,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--config", type=Path, help="effective config: adds each pool's language and domain"
+    )
+    parser.add_argument(
+        "--config-out", type=Path, help="where to write the validated config (for the report)"
     )
     return parser.parse_args(argv)
 
@@ -58,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         config = load_config(args.config)
         add_pool_columns(scores, pool_columns(config))
         add_finetune_columns(scores, config)
+        if args.config_out is not None:
+            write_text_atomic(args.config_out, yaml.safe_dump(config, sort_keys=False))
     for score, pvalue in zip(scores, pvalues_against_baseline(args.scores), strict=True):
         score[PVALUE_COLUMN] = pvalue
     table = WerTable(scores)

@@ -232,3 +232,8 @@ def test_czech_mix_and_continued_pools_end_to_end(tmp_path):
         assert not torch.equal(continued["model"][key], dutch_model[key])
     log = (workdir / "logs" / "pretrain" / "apc" / "cs-then-nl" / "all.log").read_text()
     assert "continuing the pre-training of apc from" in log
+    # The report renders the table with the pools' language and domain, and the config.
+    report = [*snakemake_args(workdir, configfile), "--report", "results/report.html"]
+    run([*report, "results/wer_table.csv"], workdir, tool_env())
+    html = (workdir / "results" / "report.html").read_text(errors="replace")
+    assert "wer_table.csv" in html and "config.yaml" in html

@@ -43,6 +43,11 @@ def tiny_levels() -> dict[str, list[tuple[str, str, str, str]]]:
     return levels
 
 
+TABLE_AND_PLOTS = [
+    "results/wer_table.csv",
+    "results/plots/wer_by_upstream.png",
+    "results/plots/wer_vs_hours.png",
+]
 UPSTREAMS = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]["upstreams"]
 DECODERS = yaml.safe_load((REPO / "config.yaml").read_text())["decode"]["decoders"]
 
@@ -119,7 +124,7 @@ def test_snakemake_runs_the_whole_dag(tmp_path):
         str(workdir / "tiny.yaml"),
         "--cores",
         "2",
-        "results/wer_table.csv",
+        *TABLE_AND_PLOTS,
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -134,6 +139,14 @@ def test_snakemake_runs_the_whole_dag(tmp_path):
     # Everything is up to date: a second run has nothing to do.
     again = subprocess.run([*cmd, "-n"], env=env, capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # The HTML report renders the table, the plots and the configuration.
+    report = subprocess.run(
+        [*cmd, "--report", "results/report.html"], env=env, capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (workdir / "results" / "report.html").read_text(errors="replace")
+    for item in ("wer_table.csv", "wer_by_upstream.png", "wer_vs_hours.png", "config.yaml"):
+        assert item in html, item
 
 
 @pytest.mark.e2e

@@ -312,12 +312,14 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
         + " ".join(scores)
         + " --data-reports "
         + " ".join(reports)
-        + " --config config.yaml --csv results/wer_table.csv --md results/wer_table.md",
+        + " --config config.yaml --config-out results/config.yaml"
+        " --csv results/wer_table.csv --md results/wer_table.md",
         "deps": ["scripts/make_table.py", *scores, *reports],
         "params": [{CONFIG: ["pretrain", "corpora"]}],
         "outs": [
             "results/wer_table.csv",
             "results/wer_table.md",
+            "results/config.yaml",
         ],
     }
 

@@ -35,8 +35,9 @@ rule wer_table:
         scores=all_scores(),
         data_reports=expand("results/data_report/{corpus}/report.md", corpus=sorted(cache_kinds(config))),
     output:
-        csv=report("results/wer_table.csv", category="WER"),
+        csv=report("results/wer_table.csv", category="WER", caption="../report/wer_table.rst"),
         md="results/wer_table.md",
+        config=report("results/config.yaml", category="Configuration", caption="../report/config.rst"),
     params:
         pools=lambda w: json.dumps(
             [
@@ -51,15 +52,16 @@ rule wer_table:
         "logs/wer_table.log",
     shell:
         "{PYTHON} {SCRIPTS}/make_table.py --scores {input.scores} --data-reports {input.data_reports}"
-        " --config {EFFECTIVE_CONFIG} --csv {output.csv} --md {output.md} 2> {log}"
+        " --config {EFFECTIVE_CONFIG} --config-out {output.config}"
+        " --csv {output.csv} --md {output.md} 2> {log}"
 
 
 rule plots:
     input:
         "results/wer_table.csv",
     output:
-        bars=report("results/plots/wer_by_upstream.png", category="WER"),
-        hours=report("results/plots/wer_vs_hours.png", category="WER"),
+        bars=report("results/plots/wer_by_upstream.png", category="WER", caption="../report/wer_plots.rst"),
+        hours=report("results/plots/wer_vs_hours.png", category="WER", caption="../report/wer_plots.rst"),
     log:
         "logs/plots.log",
     shell:
