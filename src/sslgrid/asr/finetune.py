@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,54 +201,92 @@ def finetune_frozen(
         items = [keep[j] for j in batch]
         x, x_len = pad_layers([train_x[i] for i in items])
         log_probs, out_len = recogniser(x.to(world.device), x_len.to(world.device))
-        targets = [train_y[i] for i in items]
-        return ctc(
-            log_probs.transpose(0, 1),
-            torch.cat(targets),
-            out_len,
-            torch.tensor([len(t) for t in targets]),
-        )
+        return ctc_loss(ctc, log_probs, out_len, [train_y[i] for i in items])
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
-        # A resumed epoch skips the batches its mid-epoch checkpoint already holds.
-        batches = duration_batches(lengths, batch_frames, seed + epoch)[state.batches_done :]
-        total, count = 0.0, 0
-        bar = tqdm(
-            batches,
-            desc=f"finetune epoch {epoch + 1}/{epochs}",
-            disable=not progress,
-            mininterval=2,
-        )
-        for batch in bar:
-            loss = optimise_batch(state, batch, loss_of, len, grad_accum, recogniser)
-            if not math.isfinite(loss):  # a batch skipped under `nonfinite: skip`
-                continue
-            total += loss * len(batch)
-            count += len(batch)
-            bar.set_postfix(loss=f"{loss:.3f}")
-        return {"train_loss": total / max(count, 1), "lr": state.scheduler.get_last_lr()[0]}
+        return ctc_epoch(
+            state, lengths, batch_frames, seed + epoch, loss_of, grad_accum, recogniser,
+            bar=f"finetune epoch {epoch + 1}/{epochs}" if progress else None,
+        )  # fmt: skip
 
     def evaluate() -> dict[str, float]:
-        hyps = transcribe(model, tokenizer, dev_x, batch_frames)
-        refs = dev[1]
-        pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
-        return {
-            "dev_cer": jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]),
-            "dev_wer": jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]),
-        }
+        return dev_error_rates(dev[1], transcribe(model, tokenizer, dev_x, batch_frames))
 
     run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer")
-    if not world.is_main:
-        return state
+    if world.is_main:
+        chosen = state.best["model"] if state.best else state.model.state_dict()
+        write_recogniser(state, out_path, chosen, upstream.state_dict())
+    return state
+
+
+def ctc_loss(
+    ctc: torch.nn.CTCLoss,
+    log_probs: torch.Tensor,
+    out_len: torch.Tensor,
+    targets: list[torch.Tensor],
+) -> torch.Tensor:
+    """CTC loss of (B, T, V) log-probabilities: mean over utterances of loss per target symbol."""
+    return ctc(
+        log_probs.transpose(0, 1),
+        torch.cat(targets),
+        out_len.cpu(),
+        torch.tensor([len(t) for t in targets]),
+    )
+
+
+def ctc_epoch(
+    state: TrainState,
+    lengths: list[int],
+    budget: int,
+    seed: int,
+    loss_of: Callable[[list[int]], torch.Tensor],
+    grad_accum: int,
+    module: torch.nn.Module,
+    bar: str | None,
+) -> dict[str, float]:
+    """One epoch of updates over duration batches (``seed`` shuffles them); its mean loss.
+
+    A resumed epoch skips the batches its mid-epoch checkpoint already holds. ``bar`` is the
+    progress bar's title (``None``: no bar).
+    """
+    batches = duration_batches(lengths, budget, seed)[state.batches_done :]
+    total, count = 0.0, 0
+    progress = tqdm(batches, desc=bar, disable=bar is None, mininterval=2)
+    for batch in progress:
+        loss = optimise_batch(state, batch, loss_of, len, grad_accum, module)
+        if not math.isfinite(loss):  # a batch skipped under `nonfinite: skip`
+            continue
+        total += loss * len(batch)
+        count += len(batch)
+        progress.set_postfix(loss=f"{loss:.3f}")
+    return {"train_loss": total / max(count, 1), "lr": state.scheduler.get_last_lr()[0]}
+
+
+def dev_error_rates(refs: list[str], hyps: list[str]) -> dict[str, float]:
+    """Dev CER and WER (fractions) over the utterances with a reference."""
+    pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
+    return {
+        "dev_cer": jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]),
+        "dev_wer": jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]),
+    }
+
+
+def write_recogniser(
+    state: TrainState,
+    out_path: Path,
+    model: dict[str, torch.Tensor],
+    upstream: dict[str, torch.Tensor],
+) -> None:
+    """The fine-tuning checkpoint: recogniser (``model``) and upstream weights of the selected
+    epoch, the selected epoch's dev metrics, and the history beside it."""
     final = state.to_checkpoint()
-    final["model"] = state.best["model"] if state.best else final["model"]
-    final["upstream"] = upstream.state_dict()
+    final["model"] = model
+    final["upstream"] = upstream
     final["selected"] = state.best["metrics"] if state.best else None
     atomic_save(final, out_path)
     write_history(state.history, out_path.with_name("history.tsv"))
     log.info("selected epoch: %s", final["selected"])
-    return state
 
 
 class FullRecogniser(torch.nn.Module):
@@ -339,51 +378,26 @@ def finetune_full(
         items = [keep[j] for j in batch]
         x, x_len = pad_sequences([upstream.prepare(cache.feats[i]) for i in items])
         log_probs, out_len = recogniser(x.to(world.device), x_len.to(world.device))
-        targets = [train_y[i] for i in items]
-        return ctc(
-            log_probs.transpose(0, 1),
-            torch.cat(targets),
-            out_len.cpu(),
-            torch.tensor([len(t) for t in targets]),
-        )
+        return ctc_loss(ctc, log_probs, out_len, [train_y[i] for i in items])
 
     def train_epoch(epoch: int) -> dict[str, float]:
         model.train()
-        batches = duration_batches(lengths, budget, seed + epoch)[state.batches_done :]
-        total, count = 0.0, 0
-        bar = tqdm(
-            batches, desc=f"full fine-tuning epoch {epoch + 1}/{epochs}", disable=not progress
-        )
-        for batch in bar:
-            loss = optimise_batch(state, batch, loss_of, len, grad_accum, recogniser)
-            if not math.isfinite(loss):
-                continue
-            total += loss * len(batch)
-            count += len(batch)
-            bar.set_postfix(loss=f"{loss:.3f}")
-        return {"train_loss": total / max(count, 1), "lr": state.scheduler.get_last_lr()[0]}
+        return ctc_epoch(
+            state, lengths, budget, seed + epoch, loss_of, grad_accum, recogniser,
+            bar=f"full fine-tuning epoch {epoch + 1}/{epochs}" if progress else None,
+        )  # fmt: skip
 
     def evaluate() -> dict[str, float]:
         dev_x = encode_frozen(upstream, dev[0], batch_seconds, head_config.frame_repeat, False)
         batch_frames = int(batch_seconds * frames_per_second(upstream, head_config.frame_repeat))
-        hyps = transcribe(head, tokenizer, dev_x, batch_frames)
-        pairs = [(r, h) for r, h in zip(dev[1], hyps, strict=True) if r]
-        return {
-            "dev_cer": jiwer.cer([r for r, _ in pairs], [h for _, h in pairs]),
-            "dev_wer": jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]),
-        }
+        return dev_error_rates(dev[1], transcribe(head, tokenizer, dev_x, batch_frames))
 
     run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer")
-    if not world.is_main:
-        return state
-    final = state.to_checkpoint()
-    chosen = state.best["model"] if state.best else final["model"]
-    final["model"] = _prefixed(chosen, "head.")
-    final["upstream"] = _prefixed(chosen, "upstream.")
-    final["selected"] = state.best["metrics"] if state.best else None
-    atomic_save(final, out_path)
-    write_history(state.history, out_path.with_name("history.tsv"))
-    log.info("selected epoch: %s", final["selected"])
+    if world.is_main:
+        chosen = state.best["model"] if state.best else model.state_dict()
+        write_recogniser(
+            state, out_path, _prefixed(chosen, "head."), _prefixed(chosen, "upstream.")
+        )
     return state
 
 
