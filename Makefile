@@ -1,4 +1,4 @@
-# sslgrid: `make run` builds results/wer_table.csv on the embedded default corpus,
+# sslgrid: `make run` builds the grid's tables (results/wer_table.csv, ...) on the embedded corpus,
 # `make test` runs the test suite. Both set everything up first.
 PYTHON ?= python3
 VENV   ?= .venv
@@ -34,11 +34,13 @@ $(VENV)/.installed: envs/requirements.txt envs/requirements-dev.txt envs/constra
 $(BIN)/lmplz: scripts/build_kenlm.sh | $(VENV)/.installed
 	JOBS=2 scripts/build_kenlm.sh $(VENV)
 
+# The default target (rule all): the WER table and its plots, the phone-probe table and the
+# speech-translation table.
 run: setup
-	$(BIN)/snakemake --cores $(CORES) results/wer_table.csv
+	$(BIN)/snakemake --cores $(CORES)
 
 dry-run: setup
-	$(BIN)/snakemake -n --cores $(CORES) results/wer_table.csv
+	$(BIN)/snakemake -n --cores $(CORES)
 
 test: setup
 	$(BIN)/pytest -q

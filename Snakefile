@@ -87,6 +87,8 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/decode.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/probe.smk"
+include: "workflow/rules/st.smk"
 
 
 rule all:
@@ -95,4 +97,6 @@ rule all:
         "results/wer_table.md",
         "results/plots/wer_by_upstream.png",
         "results/plots/wer_vs_hours.png",
+        probe_targets(),
+        st_targets(),
     default_target: True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,7 +73,25 @@ def tiny_config(packages: list[dict[str, str]], upstreams: list[str] = UPSTREAMS
         "dropout": 0.0,
         "subsample": 2,
     }
+    tiny_st(config)
     return config
+
+
+def tiny_st(config: dict) -> None:
+    """Speech translation in seconds: a tiny LM on the corpus' own training text only (the
+    Debian catalogues are not fetched in tests), one short epoch, short beams."""
+    config["st"].update(epochs=1, batch_seconds=4.0, beam_size=2, max_new_tokens=6)
+    config["st"]["projector"] = {"stack_ms": 100, "hidden_size": 16}
+    config["st"]["llms"] = {
+        "tiny-nl": {
+            "size": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_positions": 128},
+            "vocab_size": 300,
+            "block_size": 32,
+            "pretrain": {"steps": 4, "batch_size": 2},
+            "dutch": {"steps": 2, "batch_size": 2},
+            "text": {"catalogues": False, "corpus": True},
+        }
+    }
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -229,3 +248,20 @@ def test_snakemake_refuses_a_bad_config_naming_the_key(tmp_path):
     assert proc.returncode != 0
     assert "modles" in proc.stdout + proc.stderr
     assert "allowed keys" in proc.stdout + proc.stderr
+
+
+def test_dvc_commands_have_no_double_spaces():
+    """DVC folds long commands over lines in dvc.lock and YAML drops a space at a fold: a command
+    holding two spaces in a row (an empty optional flag) would read back changed, and every
+    `dvc status` would report the stage out of date."""
+    from workflow_project import expand_stages
+
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, spec in pipeline["stages"].items():
+        body = spec.get("do", spec)
+        for key, item in (spec.get("foreach") or {None: {}}).items():
+            cmd = re.sub(
+                r"\$\{item\.(\w+)\}", lambda m, item=item: str(item[m.group(1)]), body["cmd"]
+            )
+            assert "  " not in cmd and cmd == cmd.strip(), f"{name}@{key}: {cmd!r}"
+    assert expand_stages(pipeline)

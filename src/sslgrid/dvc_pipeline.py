@@ -23,8 +23,10 @@ from sslgrid.grid import (
     held_out_of,
     is_imported,
     pool_corpora,
+    pretrained_flag,
     upstream_cells,
 )
+from sslgrid.st.dvc_stages import st_stages
 
 CONFIG = "config.yaml"
 SPLITS = ("train", "dev", "test")
@@ -180,9 +182,7 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
             "finetune": ft,
             "mode": setting.mode,
             "labelled": setting.amount,
-            "pretrained": ""
-            if c.pool == NO_PRETRAIN
-            else f"--pretrained results/pretrain/{c.path}/model.pt",
+            "pretrained": pretrained_flag(c),
             "upstream": upstream_source(c, config),
             "train_cache": cache_name(c.model, "train", config),
             "dev_cache": cache_name(c.model, "dev", config),
@@ -193,7 +193,7 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
         "foreach": items,
         "do": {
             "cmd": "python scripts/finetune.py --config config.yaml --upstream ${item.model}"
-            f" ${{item.pretrained}} --mode ${{item.mode}} --labelled ${{item.labelled}}"
+            f"${{item.pretrained}} --mode ${{item.mode}} --labelled ${{item.labelled}}"
             f" --out {out}/model.pt",
             "deps": [
                 "scripts/finetune.py",
@@ -359,6 +359,123 @@ def plots_stage() -> dict[str, Any]:
     }
 
 
+# Linear phone separability (workflow/rules/probe.smk): labels per test corpus, one probe per
+# upstream cell and test set, the table and the plot against WER.
+
+
+def probe_corpora(config: dict[str, Any]) -> list[str]:
+    return sorted({t.split("/")[0] for t in config["test_sets"]})
+
+
+def phone_labels_stage(config: dict[str, Any]) -> dict[str, Any]:
+    out = "results/phones/${item.corpus}"
+    return {
+        "foreach": {c: {"corpus": c} for c in probe_corpora(config)},
+        "do": {
+            "cmd": "python scripts/phone_labels.py --config config.yaml --corpus ${item.corpus}"
+            f" --out-dir {out} --no-progress",
+            "deps": ["scripts/phone_labels.py", "src/sslgrid/probe"]
+            + [f"data/features/${{item.corpus}}/fbank_{s}.pt" for s in SPLITS]
+            + ["data/features/${item.corpus}/cmvn.pt"]
+            + [f"data/manifests/${{item.corpus}}/cuts_{s}.jsonl.gz" for s in SPLITS],
+            "params": [{CONFIG: ["seed", "probe.aligner"]}],
+            "outs": [f"{out}/labels_{s}.pt" for s in SPLITS] + [f"{out}/aligner.pt"],
+            "metrics": [f"{out}/report.json"],
+        },
+    }
+
+
+def probe_file(cell: UpstreamCell, test_set: str) -> str:
+    return f"results/probe/{cell.path}/{test_set}/probe.json"
+
+
+def phone_probe_stage(config: dict[str, Any]) -> dict[str, Any]:
+    ft = finetune_label(config)
+    by_layer_weights = config["probe"]["layers"] == "finetune"
+    items = {}
+    for c in upstream_cells(config):
+        for test_set in config["test_sets"]:
+            corpus, split = test_set.split("/")
+            finetuned = f"results/finetune/{c.path}/{ft}/model.pt"
+            items[stage_key(c.model, c.pool, c.amount, corpus, split)] = {
+                **c.__dict__,
+                "corpus": corpus,
+                "split": split,
+                "pretrained": pretrained_flag(c),
+                "finetuned": f" --finetuned {finetuned}" if by_layer_weights else "",
+                "upstream": upstream_source(c, config),
+                "train_cache": cache_name(c.model, "train", config),
+                "cache": cache_name(c.model, split, config),
+            }
+    out = "results/probe/${item.model}/${item.pool}/${item.amount}/${item.corpus}/${item.split}"
+    return {
+        "foreach": items,
+        "do": {
+            "cmd": "python scripts/phone_probe.py --config config.yaml --upstream ${item.model}"
+            "${item.pretrained}${item.finetuned} --corpus ${item.corpus} --split ${item.split}"
+            " --labels-dir results/phones/${item.corpus} --coord model=${item.model}"
+            " --coord pool=${item.pool} --coord amount=${item.amount}"
+            f" --out {out}/probe.json",
+            "deps": [
+                "scripts/phone_probe.py",
+                "src/sslgrid/probe",
+                "${item.upstream}",
+                # The fine-tuned model whose layer weights pick the probed layer.
+                *(
+                    [
+                        f"results/finetune/${{item.model}}/${{item.pool}}/${{item.amount}}/{ft}/model.pt"
+                    ]
+                    if by_layer_weights
+                    else []
+                ),
+                "data/features/${item.corpus}/${item.train_cache}",
+                "data/features/${item.corpus}/${item.cache}",
+                "data/features/${item.corpus}/cmvn.pt",
+                "results/phones/${item.corpus}/labels_train.pt",
+                "results/phones/${item.corpus}/labels_${item.split}.pt",
+            ],
+            "params": [{CONFIG: ["seed", "probe"]}],
+            "metrics": [f"{out}/probe.json"],
+        },
+    }
+
+
+def phone_probe_table_stage(config: dict[str, Any]) -> dict[str, Any]:
+    probes = [probe_file(c, t) for c in upstream_cells(config) for t in config["test_sets"]]
+    return {
+        "cmd": "python scripts/probe_table.py --probes "
+        + " ".join(probes)
+        + " --csv results/phone_probe_table.csv",
+        "deps": ["scripts/probe_table.py", "src/sslgrid/probe/report.py", *probes],
+        "outs": ["results/phone_probe_table.csv"],
+    }
+
+
+def phone_probe_plot_stage() -> dict[str, Any]:
+    return {
+        "cmd": "python scripts/plot_phone_probe.py --probe-table results/phone_probe_table.csv"
+        " --wer-table results/wer_table.csv --out results/plots/phone_acc_vs_wer.png",
+        "deps": [
+            "scripts/plot_phone_probe.py",
+            "src/sslgrid/probe/report.py",
+            "results/phone_probe_table.csv",
+            "results/wer_table.csv",
+        ],
+        "outs": ["results/plots/phone_acc_vs_wer.png"],
+    }
+
+
+def probe_stages(config: dict[str, Any]) -> dict[str, Any]:
+    if not config["probe"]["enabled"]:
+        return {}
+    return {
+        "phone_labels": phone_labels_stage(config),
+        "phone_probe": phone_probe_stage(config),
+        "phone_probe_table": phone_probe_table_stage(config),
+        "phone_probe_plot": phone_probe_plot_stage(),
+    }
+
+
 def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
     kinds = cache_kinds(config)
     stages = {
@@ -374,6 +491,8 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
         "score": score_stage(config),
         "wer_table": table_stage(config),
         "plots": plots_stage(),
+        **probe_stages(config),
+        **st_stages(config),
     }
     front = {
         k: v for k, v in stages.items() if k.startswith("corpus") or k in ("validate", "features")

@@ -259,6 +259,18 @@ def finetune_label(config: dict[str, Any]) -> str:
     return (frozen or settings)[0].label
 
 
+def pretrained_flag(cell: UpstreamCell) -> str:
+    """`` --pretrained <checkpoint>`` for a pre-trained cell, else empty, for command lines.
+
+    The leading space lives in the value, so a command never holds two spaces in a row: DVC
+    writes long commands into ``dvc.lock`` folded over several lines, and YAML drops a space
+    at a fold, after which ``dvc status`` would see a changed command.
+    """
+    if cell.pool == NO_PRETRAIN:
+        return ""
+    return f" --pretrained results/pretrain/{cell.path}/model.pt"
+
+
 def model_args(config: dict[str, Any], model: str) -> dict[str, Any]:
     entry = config["models"][model]
     return dict(entry["sizes"][entry["size"]])
