@@ -315,7 +315,19 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
         + " --config config.yaml --config-out results/config.yaml"
         " --csv results/wer_table.csv --md results/wer_table.md",
         "deps": ["scripts/make_table.py", *scores, *reports],
-        "params": [{CONFIG: ["pretrain", "corpora"]}],
+        # The pools' language and domain columns and the fine-tuning settings' columns.
+        "params": [
+            {
+                CONFIG: [
+                    "pretrain.pools",
+                    "pretrain.mixes",
+                    "pretrain.continued",
+                    "finetune.modes",
+                    "finetune.amounts",
+                    "corpora",
+                ]
+            }
+        ],
         "outs": [
             "results/wer_table.csv",
             "results/wer_table.md",

@@ -41,7 +41,7 @@ rule wer_table:
     params:
         pools=lambda w: json.dumps(
             [
-                config["pretrain"],
+                {k: config["pretrain"][k] for k in ("pools", "mixes", "continued")},
                 config["finetune"]["modes"],
                 config["finetune"]["amounts"],
                 {c: [v.get("language"), v.get("domain")] for c, v in config["corpora"].items()},
