@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +13,8 @@ import torch
 import yaml
 from fillets_fixture import make_fillets_packages
 from test_synthetic import catalogue_package, mo_file
-from test_workflow import BIN, REPO, tiny_config, tiny_levels
+from test_workflow import REPO, tiny_config, tiny_levels
+from workflow_project import run, snakemake_args, tool_env
 
 from sslgrid.config import ConfigError, load_config
 from sslgrid.lm.ngram import HeldOutTextInLMError
@@ -501,22 +500,8 @@ def test_snakemake_builds_the_st_table(tmp_path):
     workdir.mkdir()
     config = tiny_config(packages, ["fbank", "apc"])
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    targets = ["results/st_table.csv"]
-    cmd = [
-        str(BIN / "snakemake"),
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "tiny.yaml"),
-        "--cores",
-        "2",
-        *targets,
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    args = snakemake_args(workdir, workdir / "tiny.yaml")
+    run([*args, "results/st_table.csv"], workdir, tool_env())
     with open(workdir / "results/st_table.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     cells = {(r["model"], r["adapter"], r["task"]) for r in rows}
@@ -543,5 +528,5 @@ def test_snakemake_builds_the_st_table(tmp_path):
     before, after = split_prompt(prompt["translate"])
     parts = [p for line in lm_text for p in line.removeprefix(before).split(after)]
     assert parts and not {normalise(p) for p in parts} & {normalise(h) for h in held}
-    again = subprocess.run([*cmd, "-n"], env=env, capture_output=True, text=True)
+    again = run([*args, "-n", "results/st_table.csv"], workdir, tool_env())
     assert "Nothing to be done" in again.stdout + again.stderr
