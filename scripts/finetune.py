@@ -97,7 +97,11 @@ def main() -> None:
         spec = upstream_spec("fbank", {}, fbank)
     elif args.pretrained is None and is_imported(args.upstream, config):
         # An off-the-shelf checkpoint as it is (the study's English / XLSR-53 rows).
-        upstream, arch = import_upstream(config["imported"][args.upstream]["path"])
+        upstream, arch = import_upstream(
+            config["imported"][args.upstream]["path"],
+            fbank=fbank,
+            family=family(args.upstream, config),
+        )
         spec = upstream_spec(family(args.upstream, config), arch, fbank)
     else:
         if args.pretrained is None:

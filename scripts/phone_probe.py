@@ -23,7 +23,7 @@ from sslgrid.asr.finetune import encode_frozen, frame_repeat_for
 from sslgrid.config import load_config
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import FeatureCache, load_cache
-from sslgrid.grid import cache_name, is_imported
+from sslgrid.grid import cache_name, family, is_imported
 from sslgrid.logs import setup_logging
 from sslgrid.metrics.table import write_text_atomic
 from sslgrid.models.factory import build_upstream, load_upstream
@@ -45,7 +45,11 @@ def frozen_upstream(
         cmvn = torch.load(cmvn_path)
         upstream.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
     elif pretrained is None and is_imported(name, config):
-        upstream, _ = import_upstream(config["imported"][name]["path"])
+        upstream, _ = import_upstream(
+            config["imported"][name]["path"],
+            fbank=FbankConfig(**config["features"]),
+            family=family(name, config),
+        )
     elif pretrained is None:
         raise ValueError(f"--pretrained is required for upstream {name!r}")
     else:

@@ -91,7 +91,7 @@ def main() -> None:
     elif is_imported(args.model, config):
         # Continued pre-training: start from the checkpoint, quantiser and all.
         init = config["imported"][args.model]["path"]
-        model, arch = import_upstream(init)
+        model, arch = import_upstream(init, fbank=fbank, family=family(args.model, config))
         logging.info("continuing the pre-training of %s (%s)", args.model, init)
     else:
         arch = model_args(config, args.model)

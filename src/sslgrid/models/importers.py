@@ -1,6 +1,8 @@
 """Importing off-the-shelf wav2vec 2.0 checkpoints from local paths into :class:`Wav2Vec2`.
 
-Two formats, both read from disk only (nothing is ever downloaded):
+:func:`import_upstream` also recognises s3prl's APC / Mockingjay / TERA checkpoints and hands
+them to :mod:`sslgrid.models.s3prl_import`. The wav2vec 2.0 formats, both read from disk only
+(nothing is ever downloaded):
 
 - a Hugging Face model directory (``config.json`` plus ``model.safetensors`` or
   ``pytorch_model.bin``, possibly sharded), e.g. wav2vec 2.0 English BASE or XLSR-53;
@@ -35,6 +37,9 @@ from typing import Any
 import torch
 from transformers import Wav2Vec2Config
 
+from sslgrid.features.fbank import FbankConfig
+from sslgrid.models.s3prl_import import import_s3prl_checkpoint, s3prl_format
+from sslgrid.models.upstream import Upstream
 from sslgrid.models.wav2vec2 import Wav2Vec2, Wav2Vec2Settings
 
 log = logging.getLogger(__name__)
@@ -134,19 +139,30 @@ FAIRSEQ_DEFAULTS: dict[str, Any] = {
 }
 
 
-def import_upstream(path: str | Path, **overrides: Any) -> tuple[Wav2Vec2, dict]:
-    """Import a wav2vec 2.0 checkpoint, detecting its format.
+def import_upstream(
+    path: str | Path,
+    *,
+    fbank: FbankConfig | None = None,
+    family: str | None = None,
+    **overrides: Any,
+) -> tuple[Upstream, dict]:
+    """Import an off-the-shelf checkpoint, detecting its format.
 
-    A directory with ``config.json`` is read as Hugging Face, a file as fairseq. ``overrides``
-    replace settings (e.g. ``layerdrop`` or ``mask_time_prob`` for continued pre-training).
-    Returns the model and its settings as JSON-compatible constructor arguments of
-    :class:`Wav2Vec2Settings`, so ``Wav2Vec2(Wav2Vec2Settings(**settings))`` rebuilds it.
+    A directory with ``config.json`` is read as Hugging Face wav2vec 2.0; a file as an s3prl
+    APC / Mockingjay / TERA checkpoint when it has that layout, else as fairseq wav2vec 2.0.
+    ``fbank`` (the grid's ``features``) is what an s3prl checkpoint's feature settings must
+    match; ``family`` (``imported.<name>.model``) must fit the checkpoint's architecture.
+    ``overrides`` replace settings (e.g. ``layerdrop`` or ``mask_time_prob`` for continued
+    pre-training). Returns the model and its settings as JSON-compatible constructor arguments
+    of its architecture dataclass (:class:`Wav2Vec2Settings`, or ``APCConfig`` /
+    ``MockingjayConfig``), so ``upstream_spec(family, settings, fbank)`` rebuilds it.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no such file or directory; expected a Hugging Face wav2vec 2.0 directory "
-            "(config.json + model.safetensors or pytorch_model.bin) or a fairseq .pt checkpoint"
+            "(config.json + model.safetensors or pytorch_model.bin), a fairseq .pt checkpoint "
+            "or an s3prl APC / Mockingjay / TERA checkpoint"
         )
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -154,8 +170,22 @@ def import_upstream(path: str | Path, **overrides: Any) -> tuple[Wav2Vec2, dict]
                 f"{path}: directory without config.json; expected a Hugging Face wav2vec 2.0 "
                 f"directory with config.json and one of {list(HF_WEIGHT_FILES)}"
             )
+        _expect_wav2vec2(family, path)
         return import_huggingface(path, **overrides)
-    return import_fairseq(path, **overrides)
+    checkpoint = load_pickled_checkpoint(path)
+    if s3prl_format(checkpoint) is not None:
+        return import_s3prl_checkpoint(checkpoint, path, fbank=fbank, family=family, **overrides)
+    _expect_wav2vec2(family, path)
+    return _import_fairseq_checkpoint(checkpoint, path, **overrides)
+
+
+def _expect_wav2vec2(family: str | None, path: Path) -> None:
+    if family is not None and family != "wav2vec2":
+        raise ValueError(
+            f"{path}: the configuration declares model {family!r}, but this is not an s3prl "
+            "APC / Mockingjay / TERA checkpoint; Hugging Face and fairseq checkpoints are "
+            "imported as model: wav2vec2"
+        )
 
 
 # --------------------------------------------------------------------------- Hugging Face
@@ -306,7 +336,12 @@ def import_fairseq(path: str | Path, **overrides: Any) -> tuple[Wav2Vec2, dict]:
     last ``optimizer_history`` entry.
     """
     path = Path(path)
-    checkpoint = load_pickled_checkpoint(path)
+    return _import_fairseq_checkpoint(load_pickled_checkpoint(path), path, **overrides)
+
+
+def _import_fairseq_checkpoint(
+    checkpoint: Any, path: Path, **overrides: Any
+) -> tuple[Wav2Vec2, dict]:
     state = _fairseq_state(checkpoint, path)
     model_cfg, task_cfg, criterion_cfg = _fairseq_configs(checkpoint, path)
     settings = Wav2Vec2Settings(
@@ -356,7 +391,7 @@ def load_pickled_checkpoint(path: str | Path) -> Any:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
         raise ValueError(
             f"{path}: not a readable torch checkpoint ({e}); expected a fairseq wav2vec 2.0 "
-            "checkpoint or a Hugging Face directory"
+            "checkpoint, an s3prl APC / Mockingjay / TERA checkpoint or a Hugging Face directory"
         ) from e
 
 

@@ -38,7 +38,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslgrid.features.fbank import FbankConfig
-from sslgrid.models.upstream import FbankUpstream, UpstreamOutput, padding_mask
+from sslgrid.models.upstream import (
+    FbankUpstream,
+    UpstreamOutput,
+    normalise_utterances,
+    padding_mask,
+)
 
 ZERO_SPAN_PROBABILITY = 0.8
 REPLACE_SPAN_PROBABILITY = 0.1  # the remaining 0.1 of chosen spans keep their frames
@@ -68,6 +73,13 @@ class MockingjayConfig:
             alteration off (Mockingjay).
         noise_probability: probability that an utterance's input gets Gaussian noise; 0 turns
             magnitude alteration off (Mockingjay).
+        layer_norm_eps: epsilon of every LayerNorm (BERT and s3prl use 1e-12).
+        utterance_cmvn: normalise each utterance's fbank frames to zero mean and unit variance
+            first (what checkpoints trained on per-utterance CMVN expect, such as s3prl's).
+        max_segment_frames: 0 attends over whole utterances; above 0, an utterance of n > L
+            model frames is cut into ceil(n / L) segments of equal length (the last one possibly
+            shorter), each encoded on its own with positions from 0, as s3prl's upstream does
+            with inputs longer than the sequence length it was pre-trained on.
     """
 
     num_layers: int = 3
@@ -80,6 +92,9 @@ class MockingjayConfig:
     mask_span: int = 7
     freq_mask_max_bins: int = 0
     noise_probability: float = 0.0
+    layer_norm_eps: float = 1e-5
+    utterance_cmvn: bool = False
+    max_segment_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads or self.hidden_size % 2:
@@ -89,6 +104,8 @@ class MockingjayConfig:
             )
         if self.downsample < 1 or self.mask_span < 1 or self.freq_mask_max_bins < 0:
             raise ValueError("downsample and mask_span must be >= 1, freq_mask_max_bins >= 0")
+        if self.max_segment_frames < 0 or self.layer_norm_eps <= 0:
+            raise ValueError("max_segment_frames must be >= 0 and layer_norm_eps > 0")
         if not 0 <= self.mask_proportion < 1 or not 0 <= self.noise_probability <= 1:
             raise ValueError("mask_proportion must be in [0, 1), noise_probability in [0, 1]")
 
@@ -207,17 +224,24 @@ def sinusoidal_positions(
 class TransformerLayer(nn.Module):
     """Post-norm self-attention and feed-forward block with GELU, as in BERT and Mockingjay."""
 
-    def __init__(self, hidden_size: int, num_heads: int, ffn_size: int, dropout: float) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        ffn_size: int,
+        dropout: float,
+        layer_norm_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.attention_dropout = dropout
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.attention_output = nn.Linear(hidden_size, hidden_size)
-        self.attention_norm = nn.LayerNorm(hidden_size)
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.feed_forward = nn.Sequential(
             nn.Linear(hidden_size, ffn_size), nn.GELU(), nn.Linear(ffn_size, hidden_size)
         )
-        self.feed_forward_norm = nn.LayerNorm(hidden_size)
+        self.feed_forward_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, attend: torch.Tensor) -> torch.Tensor:
@@ -250,16 +274,20 @@ class Mockingjay(FbankUpstream):
         frame_dim = fbank.num_mel_bins * config.downsample
         hidden = config.hidden_size
         self.input_projection = nn.Linear(frame_dim, hidden)
-        self.input_norm = nn.LayerNorm(hidden)
+        eps = config.layer_norm_eps
+        self.input_norm = nn.LayerNorm(hidden, eps=eps)
         self.dropout = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList(
-            TransformerLayer(hidden, config.num_heads, config.ffn_size, config.dropout)
+            TransformerLayer(hidden, config.num_heads, config.ffn_size, config.dropout, eps)
             for _ in range(config.num_layers)
         )
         # Only pre-training uses the head, but it is part of the module and of the parameter
         # count that the paper size is checked against (about 22.0 M in all at 3 x 768).
         self.prediction_head = nn.Sequential(
-            nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, frame_dim)
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.LayerNorm(hidden, eps=eps),
+            nn.Linear(hidden, frame_dim),
         )
         self.output_dim = hidden
         self.num_layers = config.num_layers
@@ -275,7 +303,10 @@ class Mockingjay(FbankUpstream):
 
         A trailing partial group is dropped, so no model frame mixes speech and padding.
         Padding is zeroed so that whatever it held cannot reach the loss or its gradient.
+        With ``utterance_cmvn`` the frames are normalised per utterance first.
         """
+        if self.config.utterance_cmvn:
+            feats = normalise_utterances(feats, lengths)
         k = self.config.downsample
         batch, length, dim = feats.shape
         frames = feats[:, : length - length % k].reshape(batch, length // k, k * dim)
@@ -285,6 +316,37 @@ class Mockingjay(FbankUpstream):
 
     def encode_frames(self, frames: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's output for stacked frames (B, T, k * D)."""
+        limit = self.config.max_segment_frames
+        if limit and frames.shape[1] > limit:
+            return self.encode_segments(frames, lengths, limit)
+        return self.encode_whole(frames, lengths)
+
+    def encode_segments(
+        self, frames: torch.Tensor, lengths: torch.Tensor, limit: int
+    ) -> list[torch.Tensor]:
+        """:meth:`encode_whole` on equal segments of at most ``limit`` frames per utterance.
+
+        The cut depends on each utterance's own length, never on the batch's padding.
+        """
+        pieces = []  # (utterance, first frame, frames)
+        for i, n in enumerate(lengths.tolist()):
+            size = math.ceil(n / math.ceil(n / limit)) if n > 0 else 1
+            pieces += [(i, start, min(size, n - start)) for start in range(0, max(n, 1), size)]
+        longest = max(1, max(count for _, _, count in pieces))
+        segments = frames.new_zeros(len(pieces), longest, frames.shape[-1])
+        for s, (i, start, count) in enumerate(pieces):
+            segments[s, :count] = frames[i, start : start + count]
+        counts = torch.tensor([count for _, _, count in pieces], device=frames.device)
+        hidden_states = []
+        for layer_states in self.encode_whole(segments, counts):
+            out = layer_states.new_zeros(*frames.shape[:2], layer_states.shape[-1])
+            for s, (i, start, count) in enumerate(pieces):
+                out[i, start : start + count] = layer_states[s, :count]
+            hidden_states.append(out)
+        return hidden_states
+
+    def encode_whole(self, frames: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output, each utterance attending over all its frames."""
         positions = sinusoidal_positions(
             frames.shape[1], self.output_dim, frames.device, frames.dtype
         )

@@ -150,6 +150,24 @@ def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def normalise_utterances(
+    feats: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-10
+) -> torch.Tensor:
+    """Per-utterance CMVN of padded (B, T, D) frames over each utterance's valid frames.
+
+    Zero mean and unit (unbiased) standard deviation per dimension, the standard deviation
+    plus ``eps`` in the denominator; padding comes out as zeros. The result does not depend on
+    a per-dimension affine normalisation applied before (such as the global CMVN of
+    :class:`LogMelFbank`), so models trained on per-utterance CMVN can read our frames.
+    """
+    valid = padding_mask(lengths.to(feats.device), feats.shape[1]).unsqueeze(-1)
+    count = lengths.to(feats.device, feats.dtype).clamp_min(1)[:, None, None]
+    mean = (feats * valid).sum(1, keepdim=True) / count
+    centred = (feats - mean) * valid
+    var = (centred**2).sum(1, keepdim=True) / (count - 1).clamp_min(1)
+    return centred / (var.sqrt() + eps)
+
+
 def conv_output_lengths(
     lengths: torch.Tensor, layers: list[tuple[int, int]] | tuple[tuple[int, int], ...]
 ) -> torch.Tensor:

@@ -36,7 +36,9 @@ def load_encoder(
             raise ValueError(f"upstream {name!r} needs its pre-trained checkpoint (--pretrained)")
         from sslgrid.models.importers import import_upstream
 
-        upstream, arch = import_upstream(config["imported"][name]["path"])
+        upstream, arch = import_upstream(
+            config["imported"][name]["path"], fbank=fbank, family=family(name, config)
+        )
         return upstream, upstream_spec(family(name, config), arch, fbank)
     ckpt = torch.load(pretrained, map_location="cpu", weights_only=False)
     return load_upstream(pretrained), ckpt["config"]["upstream"]
