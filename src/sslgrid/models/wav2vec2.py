@@ -11,6 +11,7 @@ exposes the hidden states through the upstream contract.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -297,6 +298,32 @@ class Wav2Vec2(WaveformUpstream):
             field = (field - 1) * stride + kernel
         return field
 
+    def gumbel_temperature_tensor(self) -> torch.Tensor:
+        """:attr:`gumbel_temperature` computed where ``num_updates`` lives (no host sync)."""
+        s = self.settings
+        log_decay = math.log(s.gumbel_temperature_decay)
+        decayed = s.gumbel_temperature_max * torch.exp(self.num_updates.double() * log_decay)
+        return decayed.clamp_min(s.gumbel_temperature_min).float()
+
+    def use_fast_pretraining(
+        self,
+        enabled: bool = True,
+        compile: bool = False,
+        convs: str = "gemm",
+        pos_conv: str = "cudnn",
+    ) -> None:
+        """Compute :meth:`pretrain_loss` with :class:`FastPretrainer` (same loss, drawn on the
+        device, optionally compiled) instead of ``transformers``' pre-training forward."""
+        from sslgrid.models.wav2vec2_fast import FastPretrainer
+
+        fast = (
+            FastPretrainer(self, compile=compile, convs=convs, pos_conv=pos_conv)
+            if enabled
+            else None
+        )
+        # A plain attribute, not a submodule: it holds no parameters of its own.
+        object.__setattr__(self, "_fast_pretrainer", fast)
+
     @property
     def gumbel_temperature(self) -> float:
         s = self.settings
@@ -307,14 +334,17 @@ class Wav2Vec2(WaveformUpstream):
         """Valid frames per utterance for ``lengths`` valid samples."""
         return conv_output_lengths(lengths, self._kernels_strides)
 
-    def _condition(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Zero the padding and, if configured, normalise each utterance over its valid part."""
+    def check_lengths(self, lengths: torch.Tensor) -> None:
+        """Refuse utterances shorter than one frame's receptive field."""
         too_short = lengths < self.receptive_field
         if too_short.any():
             raise ValueError(
                 f"utterances of {lengths[too_short].tolist()} samples are shorter than one "
                 f"frame ({self.receptive_field} samples)"
             )
+
+    def condition(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Zero the padding and, if configured, normalise each utterance over its valid part."""
         valid = padding_mask(lengths, wavs.shape[1])
         wavs = wavs.float() * valid
         if self.settings.normalize_waveform:
@@ -324,6 +354,10 @@ class Wav2Vec2(WaveformUpstream):
             # 1e-7 as in transformers' Wav2Vec2FeatureExtractor, which XLSR was evaluated with.
             wavs = (wavs - mean) / torch.sqrt(var + 1e-7) * valid
         return wavs
+
+    def _condition(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        self.check_lengths(lengths)
+        return self.condition(wavs, lengths)
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
         wavs = self._condition(wavs, lengths)
@@ -404,6 +438,9 @@ class Wav2Vec2(WaveformUpstream):
         temperature schedule, so call it once per optimiser step (with gradient accumulation
         the schedule runs faster by the accumulation factor).
         """
+        fast = getattr(self, "_fast_pretrainer", None)
+        if fast is not None:
+            return fast(wavs, lengths)
         wavs = self._condition(wavs, lengths)
         frame_lengths = self.output_lengths(lengths)
         num_frames = int(self.output_lengths(torch.tensor([wavs.shape[1]]))[0])

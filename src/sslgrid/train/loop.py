@@ -114,7 +114,12 @@ def new_train_state(
     """AdamW with linear warm-up (one epoch unless given) and cosine decay, at step 0."""
     if nonfinite not in ("stop", "skip"):
         raise ValueError(f"nonfinite: {nonfinite!r}; expected 'stop' or 'skip'")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+    # The fused (single-kernel) update on CUDA; the same arithmetic as the default one.
+    first = next(model.parameters(), None)
+    fused = first is not None and first.device.type == "cuda"
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=learning_rate, weight_decay=weight_decay, fused=fused or None
+    )
     warmup = max(1, steps_per_epoch if warmup_steps is None else warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(epochs * steps_per_epoch, warmup)

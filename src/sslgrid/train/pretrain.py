@@ -15,6 +15,7 @@ from tqdm import tqdm
 from sslgrid.features.store import FeatureCache
 from sslgrid.models.apc import APC
 from sslgrid.models.upstream import Upstream
+from sslgrid.models.wav2vec2 import Wav2Vec2
 from sslgrid.train.batching import duration_batches
 from sslgrid.train.checkpoint import atomic_save
 from sslgrid.train.distributed import World
@@ -31,14 +32,20 @@ log = logging.getLogger(__name__)
 
 
 class PretrainObjective(nn.Module):
-    """``model.pretrain_loss`` as a module's ``forward``, which is what DDP wraps."""
+    """``model.pretrain_loss`` as a module's ``forward``, which is what DDP wraps.
 
-    def __init__(self, model: Upstream) -> None:
+    ``bf16``: under CUDA's bf16 autocast (matrix products and convolutions in bf16; the
+    models keep their losses, softmaxes and normalisations in float32).
+    """
+
+    def __init__(self, model: Upstream, bf16: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.bf16 = bf16
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model.pretrain_loss(inputs, lengths)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model.pretrain_loss(inputs, lengths)
 
 
 def pretrain_loss_weight(model: Upstream, lengths: Sequence[int]) -> float:
@@ -68,6 +75,7 @@ def pretrain_upstream(
     grad_accum: int = 1,
     world: World | None = None,
     nonfinite: str = "stop",
+    fast: bool | None = None,
 ) -> TrainState:
     """Train ``model.pretrain_loss`` for ``epochs`` epochs; write ``out_path`` at the end.
 
@@ -79,6 +87,11 @@ def pretrain_upstream(
     Each batch is shared by the ranks of ``world`` (``sslgrid.train.distributed``) and split
     into ``grad_accum`` micro-batches on each, for the same update as in one process; only
     rank 0 writes.
+
+    ``fast`` (default: on CUDA) is the GPU recipe of ``bench/pretrain_throughput.py``: bf16
+    autocast and a fused AdamW on CUDA, and wav2vec 2.0's loss computed by
+    :class:`~sslgrid.models.wav2vec2_fast.FastPretrainer` (compiled on CUDA), the same loss with
+    masks and distractors drawn on the device.
     """
     world = world or World()
     torch.manual_seed(seed)
@@ -88,6 +101,10 @@ def pretrain_upstream(
     lengths = [f.shape[0] for f in feats]
     steps_per_epoch = len(duration_batches(lengths, batch_frames, seed, shuffle=False))
     model.to(world.device)
+    cuda = world.device.type == "cuda"
+    fast = cuda if fast is None else fast
+    if fast and isinstance(model, Wav2Vec2):
+        model.use_fast_pretraining(compile=cuda)
     state = new_train_state(
         model,
         config,
@@ -100,7 +117,10 @@ def pretrain_upstream(
         nonfinite=nonfinite,
     )
     # Some parameters can sit out a step (wav2vec 2.0's LayerDrop), which DDP must be told.
-    objective = world.wrap(PretrainObjective(model), find_unused_parameters=True)
+    objective = world.wrap(
+        PretrainObjective(model, bf16=fast and cuda and torch.cuda.is_bf16_supported()),
+        find_unused_parameters=True,
+    )
 
     def loss_of(items: list[int]) -> torch.Tensor:
         x, x_len = pad_sequences([feats[i] for i in items])
