@@ -278,9 +278,12 @@ def wav2vec2_table(args, config, fbank, wavs, lengths, audio_seconds: float) -> 
     ]
     if args.compile:
         variants.append(("sslgrid bf16 compiled", lambda: ours(True)))
-    if args.gemm_pos_conv:
+    for pos_conv in args.pos_convs:
         variants.append(
-            ("sslgrid bf16 compiled gemm-pos-conv", lambda: ours(args.compile, "gemm", "gemm"))
+            (
+                f"sslgrid bf16 compiled pos-conv={pos_conv}",
+                lambda pos_conv=pos_conv: ours(args.compile, "gemm", pos_conv),
+            )
         )
     if args.cudnn_convs:
         variants.append(("sslgrid bf16 compiled cudnn-convs", lambda: ours(args.compile, "cudnn")))
@@ -510,9 +513,12 @@ def main() -> None:
         "--cudnn-convs", action="store_true", help="also time sslgrid with cuDNN convolutions"
     )
     parser.add_argument(
-        "--gemm-pos-conv",
-        action="store_true",
-        help="also time sslgrid with the position convolution as batched matrix products",
+        "--pos-convs",
+        nargs="*",
+        default=[],
+        choices=["gemm", "fft"],
+        help="also time sslgrid with the position convolution as batched matrix products "
+        "(gemm) or through the FFT (fft)",
     )
     parser.add_argument(
         "--cudnn-benchmark", action="store_true", help="let cuDNN time its algorithms (all rows)"

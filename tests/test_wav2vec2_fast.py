@@ -11,6 +11,7 @@ from sslgrid.models.upstream import padding_mask
 from sslgrid.models.wav2vec2 import Wav2Vec2, wav2vec2_tiny
 from sslgrid.models.wav2vec2_fast import (
     FastPretrainer,
+    _grouped_conv_fft,
     _grouped_conv_gemm,
     sample_distractors,
     span_mask,
@@ -38,7 +39,7 @@ def fixed_gumbel(noise):
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 @pytest.mark.parametrize("mode", ["eval", "train"])
-@pytest.mark.parametrize("convs,pos_conv", [("gemm", "cudnn"), ("cudnn", "gemm")])
+@pytest.mark.parametrize("convs,pos_conv", [("gemm", "cudnn"), ("cudnn", "gemm"), ("gemm", "fft")])
 def test_loss_and_gradients_match_transformers(arch, mode, convs, pos_conv, monkeypatch):
     torch.manual_seed(0)
     # Dropout off, so both implementations see the same network; the Gumbel noise is shared.
@@ -123,11 +124,14 @@ def test_grouped_position_convolution_as_matrix_products_equals_conv1d():
         b = torch.randn(64, dtype=torch.float64)
         ref = F.conv1d(x.transpose(1, 2), w, b, padding=kernel // 2, groups=8)[:, :, :50]
         torch.testing.assert_close(_grouped_conv_gemm(x, w, b, 8), ref.transpose(1, 2))
+        # The FFT route computes in float32.
+        fft = _grouped_conv_fft(x, w, b, 8)
+        torch.testing.assert_close(fft, ref.transpose(1, 2), rtol=1e-5, atol=1e-4)
 
 
 def test_bad_implementation_name_is_refused():
-    with pytest.raises(ValueError, match="pos_conv is 'fft'"):
-        FastPretrainer(Wav2Vec2(wav2vec2_tiny()), pos_conv="fft")
+    with pytest.raises(ValueError, match="pos_conv is 'winograd'"):
+        FastPretrainer(Wav2Vec2(wav2vec2_tiny()), pos_conv="winograd")
 
 
 def test_compiled_step_matches_eager():

@@ -105,7 +105,7 @@ def _scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
 @dataclass(frozen=True)
 class _Shapes:
     conv_gemm: bool
-    pos_conv_gemm: bool
+    pos_conv: str
     group_norm: bool
     pre_ln: bool
     conv_strides: tuple[int, ...]
@@ -159,6 +159,28 @@ def _grouped_conv_gemm(
     grouped = weight.reshape(groups, out_dim // groups, per_group * kernel)
     out = torch.einsum("ngk,gok->ngo", windows, grouped.to(windows.dtype))
     return out.reshape(batch, frames, out_dim) + bias
+
+
+def _grouped_conv_fft(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int
+) -> torch.Tensor:
+    """:func:`_grouped_conv_gemm`'s convolution through the FFT, in float32.
+
+    Per frequency, each group's output channels are a product of its (out x in) weight
+    spectrum with the input spectrum, so the cost no longer grows with the kernel length.
+    """
+    batch, frames, dim = x.shape
+    out_dim, per_group, kernel = weight.shape
+    size = 1 << (frames + kernel - 2).bit_length()  # a power of two >= frames + kernel - 1
+    spectrum = torch.fft.rfft(
+        x.float().transpose(1, 2).reshape(batch, groups, per_group, frames), n=size
+    )
+    # conv1d correlates; the FFT convolves: flip the kernel.
+    kernels = weight.float().flip(-1).reshape(groups, out_dim // groups, per_group, kernel)
+    product = torch.einsum("bgif,goif->bgof", spectrum, torch.fft.rfft(kernels, n=size))
+    start = kernel - 1 - kernel // 2
+    out = torch.fft.irfft(product, n=size)[..., start : start + frames]
+    return out.reshape(batch, out_dim, frames).transpose(1, 2) + bias
 
 
 def _features(
@@ -225,8 +247,10 @@ def _context_input(
     x = torch.where(mask[..., None], mask_embed.to(hidden.dtype), hidden)
     x = x * valid[..., None].to(x.dtype)
     weight = torch._weight_norm(pos_v, pos_g, 2)
-    if s.pos_conv_gemm:
+    if s.pos_conv == "gemm":
         pos = _grouped_conv_gemm(x, weight, pos_b, s.pos_groups)
+    elif s.pos_conv == "fft":
+        pos = _grouped_conv_fft(x, weight, pos_b, s.pos_groups).to(x.dtype)
     else:
         pos = F.conv1d(
             x.transpose(1, 2), weight, pos_b, padding=s.pos_kernel // 2, groups=s.pos_groups
@@ -352,7 +376,7 @@ class FastPretrainer(nn.Module):
     it can be built once and used for the whole of training, with any optimiser. ``convs``:
     ``gemm`` runs the waveform CNN channels-last as matrix products (:func:`_conv_gemm`),
     ``cudnn`` as ``conv1d``; ``pos_conv`` likewise for the grouped convolution of the position
-    embedding (:func:`_grouped_conv_gemm`). ``compile``
+    embedding (:func:`_grouped_conv_gemm`), or ``fft`` (:func:`_grouped_conv_fft`). ``compile``
     compiles the four regions with ``torch.compile`` (on CUDA; CPU compilation works too but
     is slow to start). Autocast is the caller's: run it under ``torch.autocast("cuda",
     torch.bfloat16)`` for bf16 matrix products; the Gumbel softmax, the logits and the loss are
@@ -366,9 +390,10 @@ class FastPretrainer(nn.Module):
         convs: str = "gemm",
         pos_conv: str = "cudnn",
     ) -> None:
-        for name, value in (("convs", convs), ("pos_conv", pos_conv)):
-            if value not in ("gemm", "cudnn"):
-                raise ValueError(f"{name} is {value!r}; allowed: 'gemm', 'cudnn'")
+        if convs not in ("gemm", "cudnn"):
+            raise ValueError(f"convs is {convs!r}; allowed: 'gemm', 'cudnn'")
+        if pos_conv not in ("gemm", "fft", "cudnn"):
+            raise ValueError(f"pos_conv is {pos_conv!r}; allowed: 'gemm', 'fft', 'cudnn'")
         super().__init__()
         # Not registered as a submodule: the upstream's parameters belong to the upstream.
         object.__setattr__(self, "upstream", upstream)
@@ -377,7 +402,7 @@ class FastPretrainer(nn.Module):
         encoder = hf.wav2vec2.encoder
         self.shapes = _Shapes(
             conv_gemm=convs == "gemm",
-            pos_conv_gemm=pos_conv == "gemm",
+            pos_conv=pos_conv,
             group_norm=settings.feat_extract_norm == "group",
             pre_ln=settings.do_stable_layer_norm,
             conv_strides=tuple(settings.conv_stride),
