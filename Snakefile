@@ -23,6 +23,7 @@ from sslgrid.grid import (  # noqa: E402
     finetune_setting,
     held_out_of,
     pool_corpora,
+    training_settings,
     upstream_cells,
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from sslgrid.config import load_config
 from sslgrid.dvc_pipeline import render
 
@@ -14,7 +16,8 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("config.yaml"))
     parser.add_argument("--out", type=Path, default=Path("dvc.yaml"))
     args = parser.parse_args()
-    args.out.write_text(render(load_config(args.config)), encoding="utf-8")
+    written = yaml.safe_load(args.config.read_text(encoding="utf-8"))
+    args.out.write_text(render(load_config(args.config), written), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ a Dutch and a Czech track of the generated game corpus, their mix, and Czech-the
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -31,6 +32,7 @@ from sslgrid.grid import (
     pool_amounts,
     pool_columns,
     pool_corpora,
+    training_settings,
     upstream_cells,
 )
 
@@ -57,6 +59,23 @@ def test_pools_resolve_to_the_corpora_they_read():
     # The synthetic corpus is built because the mix reads it; Czech only through the model
     # the continued pool starts from, which is another cell (pre-trained on fillets-cs).
     assert "synthetic-nl" in cache_kinds(config)
+
+
+def test_a_cells_training_settings_leave_out_the_grid_axes():
+    config = grid(pools=["fillets-nl", "mix-nl", "cs-then-nl"])
+    finetune = training_settings(config, "finetune")
+    assert {"upstreams", "modes", "amounts"}.isdisjoint(finetune)
+    assert finetune["epochs"] == config["finetune"]["epochs"]
+    plain = training_settings(config, "pretrain", "fillets-nl")
+    assert {"models", "pools", "amounts", "mixes", "continued"}.isdisjoint(plain)
+    assert plain["learning_rate"] == config["pretrain"]["learning_rate"]
+    # A mixed or continued pool's cells depend on that pool's definition (and no other's).
+    assert training_settings(config, "pretrain", "mix-nl")["mixes"] == {
+        "mix-nl": ["fillets-nl", "synthetic-nl"]
+    }
+    continued = training_settings(config, "pretrain", "cs-then-nl")
+    assert continued["continued"] == {"cs-then-nl": {"from": "fillets-cs", "then": "fillets-nl"}}
+    assert "mixes" not in continued
 
 
 def test_a_continued_pool_has_only_the_largest_amount():
@@ -237,3 +256,22 @@ def test_czech_mix_and_continued_pools_end_to_end(tmp_path):
     run([*report, "results/wer_table.csv"], workdir, tool_env())
     html = (workdir / "results" / "report.html").read_text(errors="replace")
     assert "wer_table.csv" in html and "config.yaml" in html
+
+    # Growing the grid trains only the new cells: a model joining the grid leaves every
+    # pre-training and fine-tuning already done alone (their settings are unchanged).
+    grown = copy.deepcopy(config)
+    grown["pretrain"]["models"] = ["apc", "mockingjay"]
+    grown["finetune"]["upstreams"] = ["fbank", "apc", "mockingjay"]
+    grownfile = workdir / "grown.yaml"
+    grownfile.write_text(yaml.safe_dump(grown))
+    dry = run(
+        [*snakemake_args(workdir, grownfile), "-n", "results/wer_table.csv"], workdir, tool_env()
+    )
+    jobs, rule = [], None
+    for line in (dry.stdout + dry.stderr).splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = m.group(1)
+        elif (m := re.match(r"^\s+wildcards: (.*)", line)) and rule in ("pretrain", "finetune"):
+            jobs.append((rule, dict(kv.split("=", 1) for kv in m.group(1).split(", "))))
+    assert jobs, dry.stdout[-3000:]
+    assert {w["model"] for _, w in jobs} == {"mockingjay"}, jobs

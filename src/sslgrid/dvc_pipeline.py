@@ -24,6 +24,7 @@ from sslgrid.grid import (
     is_imported,
     pool_corpora,
     pretrained_flag,
+    training_keys,
     upstream_cells,
 )
 from sslgrid.st.dvc_stages import st_stages
@@ -86,9 +87,10 @@ def features_stage(corpora: list[str], kind: str) -> dict[str, Any]:
     }
 
 
-def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
+def pretrain_stage(config: dict[str, Any], written: dict[str, Any] | None = None) -> dict[str, Any]:
     """``pretrain@<cell>`` for every cell pre-trained on one corpus from scratch or an imported
-    checkpoint."""
+    checkpoint. Its params are the training settings, not the grid's lists of cells
+    (:func:`~sslgrid.grid.training_keys`), so a cell joining the grid leaves the others alone."""
     cells = [c for c in upstream_cells(config) if single_corpus_pool(c.pool, config)]
     out = "results/pretrain/${item.model}/${item.pool}/${item.amount}"
     return {
@@ -114,7 +116,16 @@ def pretrain_stage(config: dict[str, Any]) -> dict[str, Any]:
                 "data/manifests/${item.pool}/cuts_train.jsonl.gz",
                 "results/data_report/${item.pool}/report.json",
             ],
-            "params": [{CONFIG: ["seed", "features", "pretrain", "${item.settings}"]}],
+            "params": [
+                {
+                    CONFIG: [
+                        "seed",
+                        "features",
+                        *training_keys(config, "pretrain", written),
+                        "${item.settings}",
+                    ]
+                }
+            ],
             "outs": [f"{out}/model.pt"],
             "plots": [f"{out}/history.tsv"],
         },
@@ -130,7 +141,9 @@ def single_corpus_pool(pool: str, config: dict[str, Any]) -> bool:
     )
 
 
-def pooled_pretrain_stages(config: dict[str, Any]) -> dict[str, Any]:
+def pooled_pretrain_stages(
+    config: dict[str, Any], written: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``pretrain-<cell>``: one stage per cell of a mixed or continued pool, whose inputs (several
     corpora, another cell's model) do not fit one ``foreach`` template."""
     stages = {}
@@ -155,7 +168,17 @@ def pooled_pretrain_stages(config: dict[str, Any]) -> dict[str, Any]:
             f" --pool {c.pool} --amount {c.amount} --out {out}/model.pt"
             + (f" --init {init}" if init else ""),
             "deps": deps + ([init] if init else []),
-            "params": [{CONFIG: ["seed", "features", "pretrain", settings]}],
+            "params": [
+                {
+                    CONFIG: [
+                        "seed",
+                        "features",
+                        *training_keys(config, "pretrain", written),
+                        f"pretrain.{'continued' if start else 'mixes'}.{c.pool}",
+                        settings,
+                    ]
+                }
+            ],
             "outs": [f"{out}/model.pt"],
             "plots": [f"{out}/history.tsv"],
         }
@@ -172,7 +195,7 @@ def upstream_source(cell: UpstreamCell, config: dict[str, Any]) -> str:
     return "src/sslgrid/models"
 
 
-def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
+def finetune_stage(config: dict[str, Any], written: dict[str, Any] | None = None) -> dict[str, Any]:
     corpus = config["finetune"]["corpus"]
     items = {}
     for c, setting in finetune_cells(config):
@@ -204,7 +227,7 @@ def finetune_stage(config: dict[str, Any]) -> dict[str, Any]:
                 f"data/features/{corpus}/${{item.dev_cache}}",
                 f"data/features/{corpus}/cmvn.pt",
             ],
-            "params": [{CONFIG: ["seed", "features", "finetune"]}],
+            "params": [{CONFIG: ["seed", "features", *training_keys(config, "finetune", written)]}],
             "outs": [f"{out}/model.pt"],
             "plots": [f"{out}/history.tsv"],
         },
@@ -488,13 +511,15 @@ def probe_stages(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
+def build_pipeline(config: dict[str, Any], written: dict[str, Any] | None = None) -> dict[str, Any]:
+    """dvc.yaml's stages for the validated ``config``; ``written``: config.yaml as written,
+    whose keys are the params DVC can track (None: every key of ``config``)."""
     kinds = cache_kinds(config)
     stages = {
         **corpus_stages(config),
         "validate": validate_stage(sorted(kinds)),
         "features": features_stage(sorted(kinds), "fbank"),
-        "finetune": finetune_stage(config),
+        "finetune": finetune_stage(config, written),
         **({"lm": lm_stage(config)} if "lm" in config["decode"]["decoders"] else {}),
         **{
             "decode" if d == "greedy" else f"decode_{d}": decode_stage(config, d)
@@ -513,14 +538,14 @@ def build_pipeline(config: dict[str, Any]) -> dict[str, Any]:
     if wav_corpora:
         front["waveforms"] = features_stage(wav_corpora, "wav")
     if any(single_corpus_pool(c.pool, config) for c in upstream_cells(config)):
-        front["pretrain"] = pretrain_stage(config)
-    front.update(pooled_pretrain_stages(config))
+        front["pretrain"] = pretrain_stage(config, written)
+    front.update(pooled_pretrain_stages(config, written))
     return {"stages": {**front, **{k: v for k, v in stages.items() if k not in front}}}
 
 
-def render(config: dict[str, Any]) -> str:
+def render(config: dict[str, Any], written: dict[str, Any] | None = None) -> str:
     header = (
         "# Generated from config.yaml by scripts/write_dvc_yaml.py; do not edit by hand.\n"
         "# Run inside the project's environment (. .venv/bin/activate) or via `make repro`.\n"
     )
-    return header + yaml.safe_dump(build_pipeline(config), sort_keys=False, width=1000)
+    return header + yaml.safe_dump(build_pipeline(config, written), sort_keys=False, width=1000)

@@ -274,3 +274,41 @@ def pretrained_flag(cell: UpstreamCell) -> str:
 def model_args(config: dict[str, Any], model: str) -> dict[str, Any]:
     entry = config["models"][model]
     return dict(entry["sizes"][entry["size"]])
+
+
+# Keys of the pretrain and finetune sections that say which cells the grid has, not how a cell
+# is trained. A cell's job depends on the other keys only, so that adding a model, pool, amount
+# or fine-tuning setting to the grid leaves the cells already trained alone.
+GRID_KEYS = {
+    "pretrain": ("models", "pools", "amounts", "mixes", "continued"),
+    "finetune": ("upstreams", "modes", "amounts"),
+}
+
+
+def training_settings(
+    config: dict[str, Any], section: str, pool: str | None = None
+) -> dict[str, Any]:
+    """The settings of ``section`` ("pretrain" or "finetune") that decide how one cell trains.
+
+    For a pre-training cell of a mixed or continued ``pool``, that pool's own definition too.
+    """
+    settings = {k: v for k, v in config[section].items() if k not in GRID_KEYS[section]}
+    if section == "pretrain" and pool is not None:
+        for kind in ("mixes", "continued"):
+            if pool in config[section].get(kind, {}):
+                settings[kind] = {pool: config[section][kind][pool]}
+    return settings
+
+
+def training_keys(
+    config: dict[str, Any], section: str, written: dict[str, Any] | None = None
+) -> list[str]:
+    """Dotted config keys of :func:`training_settings` (without a pool's definition).
+
+    ``written`` is the config file as written (keys it leaves to their defaults are not in it;
+    a tool that reads the file, such as DVC, can only track the keys it has); None: all keys.
+    """
+    keys = [k for k in config[section] if k not in GRID_KEYS[section]]
+    if written is not None:
+        keys = [k for k in keys if k in (written.get(section) or {})]
+    return [f"{section}.{k}" for k in sorted(keys)]

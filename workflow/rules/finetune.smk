@@ -29,7 +29,12 @@ rule finetune:
         history="results/finetune/{model}/{pool}/{amount}/{finetune}/history.tsv",
     params:
         settings=lambda w: json.dumps(
-            [config["finetune"], config["features"], config["seed"], config["imported"].get(w.model)],
+            [
+                training_settings(config, "finetune"),
+                config["features"],
+                config["seed"],
+                config["imported"].get(w.model),
+            ],
             sort_keys=True,
         ),
         pretrained=lambda w, input: f"--pretrained {input.pretrained}" if input.pretrained else "",

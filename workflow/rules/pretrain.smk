@@ -40,7 +40,7 @@ rule pretrain:
             [
                 config["models"].get(w.model),
                 config["imported"].get(w.model),
-                config["pretrain"],
+                training_settings(config, "pretrain", w.pool),
                 config["features"],
                 config["seed"],
             ],
