@@ -103,7 +103,9 @@ def _scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class _Shapes:
+class _Static:
+    """Settings the compiled regions specialise on (Python values, not tensors)."""
+
     conv_gemm: bool
     pos_conv: str
     group_norm: bool
@@ -193,7 +195,7 @@ def _features(
     fp_ln_b: torch.Tensor,
     proj_w: torch.Tensor,
     proj_b: torch.Tensor,
-    s: _Shapes,
+    s: _Static,
     training: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Waveforms (B, N) -> (projected features (B, T, D), layer-normed CNN output (B, T, C))."""
@@ -240,7 +242,7 @@ def _context_input(
     pos_b: torch.Tensor,
     ln_w: torch.Tensor,
     ln_b: torch.Tensor,
-    s: _Shapes,
+    s: _Static,
     training: bool,
 ) -> torch.Tensor:
     """Masked frames replaced, padding zeroed, convolutional position embedding added."""
@@ -277,7 +279,7 @@ def _layer(
     ff2_b: torch.Tensor,
     ln2_w: torch.Tensor,
     ln2_b: torch.Tensor,
-    s: _Shapes,
+    s: _Static,
     training: bool,
 ) -> torch.Tensor:
     """One Transformer layer (post-LN as BASE, or pre-LN as LARGE / XLSR)."""
@@ -319,7 +321,7 @@ def _loss(
     hid_b: torch.Tensor,
     projq_w: torch.Tensor,
     projq_b: torch.Tensor,
-    s: _Shapes,
+    s: _Static,
     training: bool,
 ) -> torch.Tensor:
     """Contrastive + weighted diversity loss, summed over masked frames, over their number."""
@@ -400,7 +402,7 @@ class FastPretrainer(nn.Module):
         settings = upstream.settings
         hf = upstream.model
         encoder = hf.wav2vec2.encoder
-        self.shapes = _Shapes(
+        self.shapes = _Static(
             conv_gemm=convs == "gemm",
             pos_conv=pos_conv,
             group_norm=settings.feat_extract_norm == "group",
