@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-CORES  ?= 8
+CORES  ?= $(shell nproc)
 # espeak-ng and sox synthesise the synthetic corpus; cmake, boost and the compression headers
 # build KenLM's lmplz (not on PyPI as a binary) from its source distribution.
 APT_PACKAGES := espeak-ng sox cmake g++ make libboost-program-options-dev libboost-system-dev \

@@ -23,6 +23,7 @@ from sslgrid.grid import (  # noqa: E402
     finetune_setting,
     held_out_of,
     pool_corpora,
+    stage_cells,
     training_settings,
     upstream_cells,
 )
@@ -75,7 +76,6 @@ wildcard_constraints:
     amount=r"all|none|[0-9.]+h",
     finetune=r"[a-z]+-[a-z0-9.-]+",
     split=r"train|dev|test",
-    decoder=r"greedy|lm",
 
 
 report: "workflow/report/workflow.rst"

@@ -18,7 +18,6 @@ from sslgrid.features.store import FeatureCache, load_cache
 from sslgrid.grid import cache_name, family, is_imported
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
-from sslgrid.models.importers import import_upstream
 from sslgrid.train.distributed import close_world, init_world
 
 
@@ -97,6 +96,8 @@ def main() -> None:
         spec = upstream_spec("fbank", {}, fbank)
     elif args.pretrained is None and is_imported(args.upstream, config):
         # An off-the-shelf checkpoint as it is (the study's English / XLSR-53 rows).
+        from sslgrid.models.importers import import_upstream
+
         upstream, arch = import_upstream(
             config["imported"][args.upstream]["path"],
             fbank=fbank,

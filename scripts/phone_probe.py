@@ -27,7 +27,6 @@ from sslgrid.grid import cache_name, family, is_imported
 from sslgrid.logs import setup_logging
 from sslgrid.metrics.table import write_text_atomic
 from sslgrid.models.factory import build_upstream, load_upstream
-from sslgrid.models.importers import import_upstream
 from sslgrid.models.upstream import Upstream
 from sslgrid.probe.phones import PHONES
 from sslgrid.probe.probe import ProbeSettings, fit_and_score, match_length
@@ -45,6 +44,8 @@ def frozen_upstream(
         cmvn = torch.load(cmvn_path)
         upstream.frontend.set_cmvn(cmvn["mean"], cmvn["std"])
     elif pretrained is None and is_imported(name, config):
+        from sslgrid.models.importers import import_upstream
+
         upstream, _ = import_upstream(
             config["imported"][name]["path"],
             fbank=FbankConfig(**config["features"]),

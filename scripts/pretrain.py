@@ -16,7 +16,6 @@ from sslgrid.features.store import pool_cache, pool_id, pooled_cmvn
 from sslgrid.grid import cache_name, continued_from, family, is_imported, model_args, pool_corpora
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
-from sslgrid.models.importers import import_upstream
 from sslgrid.train.distributed import close_world, init_world
 from sslgrid.train.pretrain import pretrain_upstream
 
@@ -91,6 +90,8 @@ def main() -> None:
     elif is_imported(args.model, config):
         # Continued pre-training: start from the checkpoint, quantiser and all.
         init = config["imported"][args.model]["path"]
+        from sslgrid.models.importers import import_upstream
+
         model, arch = import_upstream(init, fbank=fbank, family=family(args.model, config))
         logging.info("continuing the pre-training of %s (%s)", args.model, init)
     else:

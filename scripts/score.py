@@ -1,7 +1,12 @@
-"""Score one decoding run: hypotheses against the references of a Lhotse CutSet.
+"""Score decoding runs: hypotheses against the references of a Lhotse CutSet.
 
 Writes a score JSON (corpus WER/CER with bootstrap intervals, rates as fractions) and a
 per-utterance TSV of the normalised texts and their edit counts.
+
+The decoders of one test set are scored in one run, the references read once: with
+``--decoder greedy lm``, every ``{decoder}`` in ``--hyps``, ``--out``, ``--per-utt`` and the
+``--coord`` values is replaced by each decoder's name in turn. Nothing is written unless every
+decoder's hypotheses score.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from lhotse import CutSet
 
@@ -23,6 +29,16 @@ from sslgrid.metrics.wer import (
 )
 
 PER_UTT_COLUMNS = ("id", "ref", "hyp", "word_errors", "n_words", "char_errors", "n_chars")
+PLACEHOLDER = "{decoder}"
+
+
+class Run(NamedTuple):
+    """One decoder's files and coordinates, its ``{decoder}`` filled in."""
+
+    hyps: str
+    out: str
+    per_utt: str
+    coords: dict[str, str]
 
 
 def parse_coords(pairs: list[str]) -> dict[str, str]:
@@ -93,6 +109,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cuts", required=True, help="Lhotse CutSet (jsonl.gz) of references")
+    parser.add_argument(
+        "--decoder",
+        nargs="+",
+        metavar="NAME",
+        help=f"decoders to score, each replacing {PLACEHOLDER} in the paths and --coord values",
+    )
     parser.add_argument("--hyps", required=True, help='JSON lines {"id": ..., "hyp": ...}')
     parser.add_argument(
         "--coord",
@@ -110,18 +132,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.coords = parse_coords(args.coord)
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
+    if args.decoder:
+        repeated = sorted({d for d in args.decoder if args.decoder.count(d) > 1})
+        if repeated:
+            parser.error(f"--decoder {' '.join(repeated)} given more than once")
+        if len(args.decoder) > 1:
+            shared = [
+                f"--{name.replace('_', '-')} {getattr(args, name)}"
+                for name in ("hyps", "out", "per_utt")
+                if PLACEHOLDER not in getattr(args, name)
+            ]
+            if shared:
+                parser.error(
+                    f"{', '.join(shared)}: no {PLACEHOLDER} in it, but several decoders "
+                    f"({' '.join(args.decoder)}) each need their own file"
+                )
     return args
 
 
+def runs_of(args: argparse.Namespace) -> list[Run]:
+    """The decoding runs to score: one per ``--decoder``, or the paths as given without it."""
+    if not args.decoder:
+        return [Run(args.hyps, args.out, args.per_utt, args.coords)]
+    return [
+        Run(
+            args.hyps.replace(PLACEHOLDER, name),
+            args.out.replace(PLACEHOLDER, name),
+            args.per_utt.replace(PLACEHOLDER, name),
+            {k: v.replace(PLACEHOLDER, name) for k, v in args.coords.items()},
+        )
+        for name in args.decoder
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Score, then write the per-utterance TSV and the score JSON."""
+    """Score every run against the references, then write each run's TSV and score JSON."""
     args = parse_args(argv)
-    score = score_utterances(
-        read_references(args.cuts), read_hypotheses(args.hyps), hyp_source=args.hyps
-    )
-    record = summarise(score, args.coords, args.hyps, args.cuts, args.n_resamples, args.seed)
-    write_text_atomic(args.per_utt, per_utterance_tsv(score))
-    write_text_atomic(args.out, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    references = read_references(args.cuts)
+    scored = []
+    for run in runs_of(args):
+        score = score_utterances(references, read_hypotheses(run.hyps), hyp_source=run.hyps)
+        record = summarise(score, run.coords, run.hyps, args.cuts, args.n_resamples, args.seed)
+        scored.append((run, score, record))
+    for run, score, record in scored:
+        write_text_atomic(run.per_utt, per_utterance_tsv(score))
+        write_text_atomic(run.out, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def test_overrides_are_validated_too():
     config = load_config(REPO / "config.yaml", overrides={"finetune": {"epochs": 3}})
     assert config["finetune"]["epochs"] == 3
     assert config["finetune"]["modes"] == ["frozen"]
-    assert config["finetune"]["amounts"] == ["all"]
+    assert config["finetune"]["amounts"] == DEFAULT["finetune"]["amounts"]
 
 
 SYNTHETIC = {

@@ -351,6 +351,60 @@ def test_score_script_names_missing_hypothesis(tmp_path: Path) -> None:
     assert not out.exists() and not per_utt.exists()
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("sslgrid.text") is None, reason="sslgrid.text not written yet"
+)
+def test_score_script_scores_every_decoder_in_one_run(tmp_path: Path) -> None:
+    cuts = _write_tiny_cutset(tmp_path)
+    runs = {"greedy": "de kat", "lm": "de kat zit op de mat"}
+    for decoder, utt1 in runs.items():
+        (tmp_path / decoder).mkdir()
+        lines = [("utt1", utt1), ("utt2", "een twee drie"), ("utt3", "ja")]
+        (tmp_path / decoder / "hyps.jsonl").write_text(
+            "".join(json.dumps({"id": i, "hyp": h}) + "\n" for i, h in lines), encoding="utf-8"
+        )
+    each = f"{tmp_path}/{{decoder}}"
+    done = _run("score.py", "--cuts", str(cuts), "--decoder", "greedy", "lm",
+                "--hyps", f"{each}/hyps.jsonl", "--coord", "model=apc",
+                "--coord", "decoder={decoder}", "--coord", "split=test",
+                "--out", f"{each}/score.json", "--per-utt", f"{each}/per_utt.tsv",
+                "--n-resamples", "50")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = {d: json.loads((tmp_path / d / "score.json").read_text()) for d in runs}
+    for decoder, record in records.items():
+        assert record["coords"] == {"model": "apc", "decoder": decoder, "split": "test"}
+        assert record["hyps"] == f"{tmp_path}/{decoder}/hyps.jsonl"
+        assert (tmp_path / decoder / "per_utt.tsv").read_text().count("\n") == 4
+    # greedy misses four of utt1's six words, lm none, out of ten words in all.
+    assert records["greedy"]["wer"] == pytest.approx(0.4)
+    assert records["lm"]["wer"] == 0.0
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sslgrid.text") is None, reason="sslgrid.text not written yet"
+)
+def test_score_script_writes_no_decoder_unless_every_one_scores(tmp_path: Path) -> None:
+    cuts = _write_tiny_cutset(tmp_path)
+    (tmp_path / "greedy").mkdir()
+    (tmp_path / "lm").mkdir()
+    full = [("utt1", "de kat"), ("utt2", "een"), ("utt3", "ja")]
+    for decoder, lines in {"greedy": full, "lm": full[:2]}.items():
+        (tmp_path / decoder / "hyps.jsonl").write_text(
+            "".join(json.dumps({"id": i, "hyp": h}) + "\n" for i, h in lines), encoding="utf-8"
+        )
+    each = f"{tmp_path}/{{decoder}}"
+    args = ["--cuts", str(cuts), "--decoder", "greedy", "lm", "--hyps", f"{each}/hyps.jsonl",
+            "--out", f"{each}/score.json"]  # fmt: skip
+    done = _run("score.py", *args, "--per-utt", f"{each}/per_utt.tsv")
+    assert done.returncode != 0
+    assert "utt3" in done.stderr and f"{tmp_path}/lm/hyps.jsonl" in done.stderr
+    assert not list(tmp_path.glob("*/score.json")) and not list(tmp_path.glob("*/per_utt.tsv"))
+    # Two decoders writing one file would overwrite each other.
+    done = _run("score.py", *args, "--per-utt", str(tmp_path / "per_utt.tsv"))
+    assert done.returncode == 2
+    assert f"--per-utt {tmp_path / 'per_utt.tsv'}: no {{decoder}}" in done.stderr
+
+
 def test_cells_get_a_paired_pvalue_against_the_fbank_baseline(tmp_path: Path) -> None:
     from sslgrid.metrics.compare import pvalues_against_baseline
 

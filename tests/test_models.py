@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from sslgrid.asr.downstream import CTCRecogniser, DownstreamConfig, greedy_decode
+from sslgrid.asr.downstream import (
+    ConvCTCRecogniser,
+    CTCRecogniser,
+    DownstreamConfig,
+    build_recogniser,
+    greedy_decode,
+)
 from sslgrid.asr.tokenizer import CharTokenizer
 from sslgrid.features.fbank import FbankConfig, LogMelFbank, num_frames
 from sslgrid.models.apc import APC, APCConfig, apc_paper
@@ -104,11 +110,15 @@ def test_recogniser_output_lengths_follow_subsampling():
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 11))
 
 
-def test_recogniser_learns_a_fixed_mapping():
+@pytest.mark.parametrize("kind", ["lstm", "conv"])
+def test_recogniser_learns_a_fixed_mapping(kind):
     torch.manual_seed(0)
     tok = CharTokenizer.from_texts(["ab ba"])
-    model = CTCRecogniser(
-        8, 1, len(tok), DownstreamConfig(num_layers=1, hidden_size=32, dropout=0.0, subsample=1)
+    model = build_recogniser(
+        8,
+        1,
+        len(tok),
+        DownstreamConfig(num_layers=1, hidden_size=32, dropout=0.0, subsample=1, kind=kind),
     )
     x = torch.randn(1, 2, 20, 8)
     targets = [torch.tensor(tok.encode("ab")), torch.tensor(tok.encode("ba"))]
@@ -123,6 +133,27 @@ def test_recogniser_learns_a_fixed_mapping():
     model.eval()
     lp, lens = model(x, torch.tensor([20, 20]))
     assert [tok.decode(h) for h in greedy_decode(lp, lens)] == ["ab", "ba"]
+
+
+def test_conv_recogniser_ignores_padding_and_follows_subsampling():
+    """A padded utterance gets the same output as alone, whatever the padding holds."""
+    torch.manual_seed(0)
+    config = DownstreamConfig(kind="conv", num_layers=2, hidden_size=16, subsample=3, dropout=0.0)
+    model = build_recogniser(8, 3, 10, config).eval()
+    assert isinstance(model, ConvCTCRecogniser)
+    layers = torch.randn(3, 2, 20, 8)
+    layers[:, 1, 11:] = 100.0  # padding that would show if it leaked
+    log_probs, lengths = model(layers, torch.tensor([20, 11]))
+    assert log_probs.shape == (2, 7, 10) and lengths.tolist() == [7, 4]
+    alone, _ = model(layers[:, 1:, :11], torch.tensor([11]))
+    torch.testing.assert_close(log_probs[1, :4], alone[0])
+
+
+def test_downstream_config_refuses_unknown_kinds_and_even_kernels():
+    with pytest.raises(ValueError, match="kind 'gru'"):
+        DownstreamConfig(kind="gru")
+    with pytest.raises(ValueError, match="kernel_size 4"):
+        DownstreamConfig(kind="conv", kernel_size=4)
 
 
 def test_greedy_decode_collapses_repeats_and_drops_blanks():
@@ -195,3 +226,29 @@ def test_the_configured_paper_size_is_the_reference_architecture(name, paper):
     expected = getattr(importlib.import_module(module), function)()
     config = load_config(REPO / "config.yaml")
     assert architecture(name, config["models"][name]["sizes"]["paper"]) == expected
+
+
+def test_conv_recogniser_checkpoint_reloads_as_conv(tmp_path):
+    """finetune_frozen with kind conv writes a checkpoint that decodes through the same path."""
+    from sslgrid.asr.finetune import encode_frozen, finetune_frozen, load_recogniser, transcribe
+    from sslgrid.features.store import FeatureCache
+
+    torch.manual_seed(0)
+    texts = ["een vis", "twee vissen", "de grote vis", "hier is water"]
+    fbank = FbankConfig()
+    frames = [torch.randn(100, fbank.num_mel_bins) for _ in texts]
+    cache = FeatureCache([f"u{i}" for i in range(4)], frames, fbank, "fbank")
+    upstream = build_upstream("fbank", {}, fbank)
+    config = DownstreamConfig(kind="conv", num_layers=1, hidden_size=16, subsample=2)
+    out = tmp_path / "model.pt"
+    run = {"upstream": upstream_spec("fbank", {}, fbank), "downstream": config.to_dict()}
+    finetune_frozen(
+        upstream, (cache, texts), (cache, texts), config, run, out,
+        epochs=2, batch_seconds=2.0, learning_rate=1e-3, seed=0, progress=False,
+    )  # fmt: skip
+    recogniser = load_recogniser(out)
+    assert isinstance(recogniser.downstream, ConvCTCRecogniser)
+    assert recogniser.downstream.config == config
+    encoded = encode_frozen(recogniser.upstream, cache, 2.0, progress=False)
+    hyps = transcribe(recogniser.downstream, recogniser.tokenizer, encoded, 10_000)
+    assert len(hyps) == len(texts)

@@ -32,6 +32,7 @@ from sslgrid.grid import (
     pool_amounts,
     pool_columns,
     pool_corpora,
+    stage_cells,
     training_settings,
     upstream_cells,
 )
@@ -90,6 +91,31 @@ def test_a_continued_pool_has_only_the_largest_amount():
     assert ("apc", "cs-then-nl", "1h") in cells and ("apc", "cs-then-nl", "0.5h") not in cells
     assert grid(pools=["cs-then-nl"], amounts=[0.5, "all"])["pretrain"]["amounts"]
     assert pool_amounts("cs-then-nl", grid(pools=["cs-then-nl"], amounts=[0.5, "all"])) == ["all"]
+
+
+def test_the_default_grid_has_four_pools_three_amounts_and_czech_then_dutch():
+    """Every method on every pool at every amount, Czech-then-Dutch at the largest, fbank once."""
+    config = validate_config(copy.deepcopy(DEFAULT))
+    models = config["pretrain"]["models"]
+    assert set(models) == {"apc", "mockingjay", "tera", "cpc", "wav2vec", "wav2vec2"}
+    cells = upstream_cells(config)
+    per_model = 4 * 3 + 1  # four pools x three amounts, plus the continued pool
+    assert len(cells) == 1 + len(models) * per_model
+    assert {c.amount for c in cells if c.pool == "fillets-cs"} == {"0.125h", "0.25h", "0.5h"}
+    assert {c.amount for c in cells if c.pool == "cs-then-nl"} == {"0.5h"}
+
+
+def test_probe_and_st_take_all_cells_or_the_headline_ones():
+    config = validate_config(copy.deepcopy(DEFAULT))
+    config["probe"]["cells"], config["st"]["cells"] = "headline", "all"
+    headline = stage_cells(config, "probe")
+    assert [(c.model, c.pool, c.amount) for c in headline] == [("fbank", "none", "none")] + [
+        (m, "fillets-nl", "0.5h") for m in config["finetune"]["upstreams"][1:]
+    ]
+    assert stage_cells(config, "st") == upstream_cells(config)
+    # The headline pool is the first one, whichever it is.
+    config["pretrain"]["pools"] = ["fillets-cs", "fillets-nl"]
+    assert {c.pool for c in stage_cells(config, "probe")} == {"none", "fillets-cs"}
 
 
 def test_pool_language_and_domain_columns():

@@ -14,9 +14,10 @@ Allowed differences (nothing else may differ):
 - A Snakemake rule's ``log:`` files are not outputs (they are not in the summary either) and
   have no DVC counterpart.
 
-Stage names: Snakemake's ``decode`` is DVC's ``decode`` (greedy) and ``decode_lm``; a corpus
-that must wait for others (``exclude_text_of``) is its own DVC stage, ``corpus-<name>``, and so
-is each cell of a mixed or continued pre-training pool, ``pretrain-<cell>``.
+Stage names: a corpus that must wait for others (``exclude_text_of``) is its own DVC stage,
+``corpus-<name>``, and so is each cell of a mixed or continued pre-training pool,
+``pretrain-<cell>``. Every other DVC stage family is named after its Snakemake rule; ``decode``
+and ``score`` run every decoder of a cell and test set in one job on both sides.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def dvc_family(stage: str) -> str:
         return "corpus"
     if stage.startswith("pretrain-"):
         return "pretrain"
-    return {"decode_lm": "decode"}.get(stage, stage)
+    return stage
 
 
 def snakemake_outputs(workdir: Path, configfile: Path | None) -> dict[str, str]:

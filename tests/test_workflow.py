@@ -65,14 +65,12 @@ def tiny_config(packages: list[dict[str, str]], upstreams: list[str] = UPSTREAMS
         "prediction_shift": 2,
         "dropout": 0.0,
     }
-    config["pretrain"].update(epochs=1, batch_seconds=4.0)
-    config["finetune"].update(epochs=1, batch_seconds=4.0)
-    config["finetune"]["downstream"] = {
-        "hidden_size": 16,
-        "num_layers": 1,
-        "dropout": 0.0,
-        "subsample": 2,
-    }
+    # One pool, all of it, all labels: the fixture corpus holds seconds, not hours.
+    config["pretrain"].update(pools=["fillets-nl"], amounts=["all"], epochs=1, batch_seconds=4.0)
+    config["finetune"].update(amounts=["all"], epochs=1, batch_seconds=4.0)
+    config["finetune"]["downstream"].update(
+        hidden_size=16, num_layers=1, dropout=0.0, subsample=2, kernel_size=3
+    )
     tiny_st(config)
     return config
 
@@ -216,10 +214,16 @@ def test_committed_dvc_yaml_matches_the_default_grid():
 
 
 def test_dry_run_of_the_default_grid_lists_every_stage():
+    """Every stage is in the plan; decoding and scoring take one job per fine-tuned cell and
+    test set, whatever the number of decoders."""
+    from sslgrid.config import load_config
+    from sslgrid.grid import finetune_cells
+
     proc = subprocess.run(
         [
             str(BIN / "snakemake"),
             "-n",
+            "--forceall",
             "--cores",
             "8",
             "results/wer_table.csv",
@@ -236,6 +240,10 @@ def test_dry_run_of_the_default_grid_lists_every_stage():
     out = proc.stdout + proc.stderr
     for rule in ["corpus", "features", "pretrain", "finetune", "decode", "score", "wer_table"]:
         assert rule in out
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    grid = load_config(REPO / "config.yaml")
+    jobs = len(finetune_cells(grid)) * len(grid["test_sets"])
+    assert int(counts["decode"]) == int(counts["score"]) == jobs, counts
 
 
 def test_snakemake_refuses_a_bad_config_naming_the_key(tmp_path):

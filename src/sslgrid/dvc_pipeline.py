@@ -24,6 +24,7 @@ from sslgrid.grid import (
     is_imported,
     pool_corpora,
     pretrained_flag,
+    stage_cells,
     training_keys,
     upstream_cells,
 )
@@ -235,55 +236,59 @@ def finetune_stage(config: dict[str, Any], written: dict[str, Any] | None = None
 
 
 def decode_items(config: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """One item per fine-tuned cell and test set: its decoding runs every decoder."""
+    with_lm = "lm" in config["decode"]["decoders"]
     items = {}
     for c, setting in finetune_cells(config):
         ft = setting.label
         for test_set in config["test_sets"]:
             corpus, split = test_set.split("/")
-            for decoder in config["decode"]["decoders"]:
-                key = stage_key(c.model, c.pool, c.amount, ft, corpus, split, decoder)
-                items[key] = {
-                    **c.__dict__,
-                    "finetune": ft,
-                    "corpus": corpus,
-                    "split": split,
-                    "decoder": decoder,
-                    "cache": cache_name(c.model, split, config),
-                }
+            items[stage_key(c.model, c.pool, c.amount, ft, corpus, split)] = {
+                **c.__dict__,
+                "finetune": ft,
+                "corpus": corpus,
+                "split": split,
+                "cache": cache_name(c.model, split, config),
+                # The split the LM's weights are tuned on.
+                **({"dev_cache": cache_name(c.model, "dev", config)} if with_lm else {}),
+            }
     return items
 
 
-CELL_DIR = (
+TEST_DIR = (
     "results/decode/${item.model}/${item.pool}/${item.amount}/${item.finetune}"
-    "/${item.corpus}/${item.split}/${item.decoder}"
+    "/${item.corpus}/${item.split}"
 )
 
 
-def decode_stage(config: dict[str, Any], decoder: str) -> dict[str, Any]:
-    """Decoding with one decoder; ``lm`` also needs the LM and the dev split it is tuned on."""
+def per_decoder(config: dict[str, Any], name: str) -> list[str]:
+    """The item's ``name`` in the folder of every decoder of the config."""
+    return [f"{TEST_DIR}/{d}/{name}" for d in config["decode"]["decoders"]]
+
+
+def decode_stage(config: dict[str, Any]) -> dict[str, Any]:
+    """Decoding with every decoder in one run (the test set's emissions are computed once);
+    ``lm`` also needs the LM and the dev split it is tuned on."""
+    decoders = config["decode"]["decoders"]
     model = "results/finetune/${item.model}/${item.pool}/${item.amount}/${item.finetune}/model.pt"
-    items = {k: v for k, v in decode_items(config).items() if v["decoder"] == decoder}
     cmd = (
         f"python scripts/decode.py --model {model}"
         " --features data/features/${item.corpus}/${item.cache}"
         " --cuts data/manifests/${item.corpus}/cuts_${item.split}.jsonl.gz"
-        f" --decoder {decoder} --out {CELL_DIR}/hyps.jsonl"
+        f" --decoder {' '.join(decoders)} --out {TEST_DIR}/{{decoder}}/hyps.jsonl"
     )
     deps = ["scripts/decode.py", model, "data/features/${item.corpus}/${item.cache}"]
-    if decoder == "lm":
+    do: dict[str, Any] = {"cmd": cmd, "deps": deps, "outs": per_decoder(config, "hyps.jsonl")}
+    if "lm" in decoders:
         lm_dir = f"results/lm/{config['finetune']['corpus']}"
-        for item in items.values():
-            item["dev_cache"] = item["cache"].replace(f"_{item['split']}.pt", "_dev.pt")
-        cmd += (
+        do["cmd"] += (
             f" --config config.yaml --lm-dir {lm_dir}"
             " --dev-features data/features/${item.corpus}/${item.dev_cache}"
             " --dev-cuts data/manifests/${item.corpus}/cuts_dev.jsonl.gz"
         )
         deps += [f"{lm_dir}/lm.bin", "data/features/${item.corpus}/${item.dev_cache}"]
-    stage = {"foreach": items, "do": {"cmd": cmd, "deps": deps, "outs": [f"{CELL_DIR}/hyps.jsonl"]}}
-    if decoder == "lm":
-        stage["do"]["params"] = [{CONFIG: ["decode.lm"]}]
-    return stage
+        do["params"] = [{CONFIG: ["decode.lm"]}]
+    return {"foreach": decode_items(config), "do": do}
 
 
 def lm_stage(config: dict[str, Any]) -> dict[str, Any]:
@@ -304,8 +309,10 @@ def lm_stage(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def score_stage(config: dict[str, Any]) -> dict[str, Any]:
+    """Scoring of every decoder's hypotheses of one cell and test set in one run."""
+    decoders = config["decode"]["decoders"]
     coords = " ".join(
-        f"--coord {k}=${{item.{k}}}"
+        f"--coord {k}=" + ("{decoder}" if k == "decoder" else f"${{item.{k}}}")
         for k in ("model", "pool", "amount", "finetune", "decoder", "corpus", "split")
     )
     return {
@@ -313,12 +320,14 @@ def score_stage(config: dict[str, Any]) -> dict[str, Any]:
         "do": {
             "cmd": "python scripts/score.py"
             " --cuts data/manifests/${item.corpus}/cuts_${item.split}.jsonl.gz"
-            f" --hyps {CELL_DIR}/hyps.jsonl {coords}"
-            f" --out {CELL_DIR}/score.json --per-utt {CELL_DIR}/per_utt.tsv",
-            "deps": ["scripts/score.py", "src/sslgrid/metrics", f"{CELL_DIR}/hyps.jsonl"],
+            f" --decoder {' '.join(decoders)} --hyps {TEST_DIR}/{{decoder}}/hyps.jsonl {coords}"
+            # The bootstrap's seed, as Snakemake passes it.
+            f" --seed {config['seed']} --out {TEST_DIR}/{{decoder}}/score.json"
+            f" --per-utt {TEST_DIR}/{{decoder}}/per_utt.tsv",
+            "deps": ["scripts/score.py", "src/sslgrid/metrics", *per_decoder(config, "hyps.jsonl")],
             "params": [{CONFIG: ["seed"]}],
-            "outs": [f"{CELL_DIR}/per_utt.tsv"],
-            "metrics": [f"{CELL_DIR}/score.json"],
+            "outs": per_decoder(config, "per_utt.tsv"),
+            "metrics": per_decoder(config, "score.json"),
         },
     }
 
@@ -326,8 +335,9 @@ def score_stage(config: dict[str, Any]) -> dict[str, Any]:
 def table_stage(config: dict[str, Any]) -> dict[str, Any]:
     scores = [
         f"results/decode/{i['model']}/{i['pool']}/{i['amount']}/{i['finetune']}/{i['corpus']}"
-        f"/{i['split']}/{i['decoder']}/score.json"
+        f"/{i['split']}/{d}/score.json"
         for i in decode_items(config).values()
+        for d in config["decode"]["decoders"]
     ]
     reports = [f"results/data_report/{c}/report.md" for c in sorted(cache_kinds(config))]
     return {
@@ -428,7 +438,7 @@ def phone_probe_stage(config: dict[str, Any]) -> dict[str, Any]:
     ft = finetune_label(config)
     by_layer_weights = config["probe"]["layers"] == "finetune"
     items = {}
-    for c in upstream_cells(config):
+    for c in stage_cells(config, "probe"):
         for test_set in config["test_sets"]:
             corpus, split = test_set.split("/")
             finetuned = f"results/finetune/{c.path}/{ft}/model.pt"
@@ -476,7 +486,7 @@ def phone_probe_stage(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def phone_probe_table_stage(config: dict[str, Any]) -> dict[str, Any]:
-    probes = [probe_file(c, t) for c in upstream_cells(config) for t in config["test_sets"]]
+    probes = [probe_file(c, t) for c in stage_cells(config, "probe") for t in config["test_sets"]]
     return {
         "cmd": "python scripts/probe_table.py --probes "
         + " ".join(probes)
@@ -521,10 +531,7 @@ def build_pipeline(config: dict[str, Any], written: dict[str, Any] | None = None
         "features": features_stage(sorted(kinds), "fbank"),
         "finetune": finetune_stage(config, written),
         **({"lm": lm_stage(config)} if "lm" in config["decode"]["decoders"] else {}),
-        **{
-            "decode" if d == "greedy" else f"decode_{d}": decode_stage(config, d)
-            for d in config["decode"]["decoders"]
-        },
+        "decode": decode_stage(config),
         "score": score_stage(config),
         "wer_table": table_stage(config),
         "plots": plots_stage(),

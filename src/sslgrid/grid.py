@@ -198,6 +198,27 @@ def upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
     return cells
 
 
+def headline_cells(config: dict[str, Any]) -> list[UpstreamCell]:
+    """The grid's headline cells: ``fbank`` and imported checkpoints as they are, and every
+    pre-trained model at the largest amount of the first pool in ``pretrain.pools``."""
+    pool, amount = config["pretrain"]["pools"][0], largest_amount(config)
+    return [
+        cell
+        for cell in upstream_cells(config)
+        if cell.pool == NO_PRETRAIN or (cell.pool == pool and cell.amount == amount)
+    ]
+
+
+def stage_cells(config: dict[str, Any], section: str) -> list[UpstreamCell]:
+    """The upstream cells a later stage (``probe``, ``st``) runs on: its ``cells`` setting."""
+    which = config[section].get("cells", "all")
+    if which == "all":
+        return upstream_cells(config)
+    if which == "headline":
+        return headline_cells(config)
+    raise ValueError(f"{section}.cells: {which!r}; expected 'all' or 'headline'")
+
+
 # Fine-tuning modes: ``frozen`` trains the BiLSTM recogniser on the frozen upstream's layers;
 # ``full`` trains the upstream too (its waveform CNN excepted) under a linear CTC head. The
 # fbank baseline has nothing to fine-tune, so it is only ever ``frozen``.

@@ -22,9 +22,18 @@ rule lm:
         " --out-dir results/lm/{wildcards.corpus} --log {log}"
 
 
+def per_decoder(name):
+    """The cell's ``name`` in every decoder's folder, as a script argument: the cell's
+    wildcards filled in, ``{decoder}`` left for the script to fill with each decoder."""
+    return lambda w: (
+        f"results/decode/{w.model}/{w.pool}/{w.amount}/{w.finetune}/"
+        f"{w.corpus}/{w.split}/{{decoder}}/{name}"
+    )
+
+
 def lm_inputs(w):
     """What beam search with the LM needs: the LM and the dev split it is tuned on."""
-    if w.decoder != "lm":
+    if "lm" not in config["decode"]["decoders"]:
         return {}
     return {
         "lm": f"results/lm/{config['finetune']['corpus']}/lm.bin",
@@ -34,7 +43,7 @@ def lm_inputs(w):
 
 
 def lm_options(w, input):
-    if w.decoder != "lm":
+    if "lm" not in config["decode"]["decoders"]:
         return ""
     return (
         f"--config {EFFECTIVE_CONFIG} --lm-dir {Path(input.lm).parent}"
@@ -42,6 +51,8 @@ def lm_options(w, input):
     )
 
 
+# One job per fine-tuned cell and test set runs every decoder: the model is loaded and the
+# test set's emissions computed once, and greedy and beam search both read them.
 rule decode:
     input:
         unpack(lm_inputs),
@@ -49,15 +60,21 @@ rule decode:
         feats=lambda w: cache_path(w.corpus, w.model, w.split, config),
         cuts="data/manifests/{corpus}/cuts_{split}.jsonl.gz",
     output:
-        hyps="results/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}/hyps.jsonl",
+        hyps=expand(
+            "results/decode/{{model}}/{{pool}}/{{amount}}/{{finetune}}/"
+            "{{corpus}}/{{split}}/{decoder}/hyps.jsonl",
+            decoder=config["decode"]["decoders"],
+        ),
     params:
         torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
+        decoders=" ".join(config["decode"]["decoders"]),
+        out=per_decoder("hyps.jsonl"),
         lm_options=lm_options,
-        settings=lambda w: settings("decode", "lm") if w.decoder == "lm" else "",
+        settings=settings("decode", "lm") if "lm" in config["decode"]["decoders"] else "",
     threads: 1
     log:
-        "logs/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}.log",
+        "logs/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}.log",
     shell:
         "{PYTHON} {SCRIPTS}/decode.py --model {input.model} --features {input.feats}"
-        " --cuts {input.cuts} --decoder {wildcards.decoder} {params.lm_options}"
-        " --threads {params.torch_threads} --out {output.hyps} --log {log}"
+        " --cuts {input.cuts} --decoder {params.decoders} {params.lm_options}"
+        " --threads {params.torch_threads} --out '{params.out}' --log {log}"

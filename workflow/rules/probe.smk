@@ -4,10 +4,10 @@
 
 
 def probe_files():
-    """One probe result per upstream cell and test set."""
+    """One probe result per upstream cell of probe.cells and test set."""
     return [
         f"results/probe/{cell.path}/{test_set}/probe.json"
-        for cell in upstream_cells(config)
+        for cell in stage_cells(config, "probe")
         for test_set in config["test_sets"]
     ]
 

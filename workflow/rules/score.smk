@@ -12,22 +12,41 @@ def all_scores():
     return scores
 
 
+# One job per fine-tuned cell and test set scores every decoder's hypotheses.
 rule score:
     input:
-        hyps="results/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}/hyps.jsonl",
+        hyps=expand(
+            "results/decode/{{model}}/{{pool}}/{{amount}}/{{finetune}}/"
+            "{{corpus}}/{{split}}/{decoder}/hyps.jsonl",
+            decoder=config["decode"]["decoders"],
+        ),
         cuts="data/manifests/{corpus}/cuts_{split}.jsonl.gz",
     output:
-        score="results/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}/score.json",
-        per_utt="results/decode/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}/per_utt.tsv",
+        score=expand(
+            "results/decode/{{model}}/{{pool}}/{{amount}}/{{finetune}}/"
+            "{{corpus}}/{{split}}/{decoder}/score.json",
+            decoder=config["decode"]["decoders"],
+        ),
+        per_utt=expand(
+            "results/decode/{{model}}/{{pool}}/{{amount}}/{{finetune}}/"
+            "{{corpus}}/{{split}}/{decoder}/per_utt.tsv",
+            decoder=config["decode"]["decoders"],
+        ),
+    params:
+        decoders=" ".join(config["decode"]["decoders"]),
+        hyps=per_decoder("hyps.jsonl"),
+        score=per_decoder("score.json"),
+        per_utt=per_decoder("per_utt.tsv"),
     log:
-        "logs/score/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}/{decoder}.log",
+        "logs/score/{model}/{pool}/{amount}/{finetune}/{corpus}/{split}.log",
     shell:
-        "{PYTHON} {SCRIPTS}/score.py --cuts {input.cuts} --hyps {input.hyps}"
+        "{PYTHON} {SCRIPTS}/score.py --cuts {input.cuts} --decoder {params.decoders}"
+        " --hyps '{params.hyps}'"
         " --coord model={wildcards.model} --coord pool={wildcards.pool}"
         " --coord amount={wildcards.amount} --coord finetune={wildcards.finetune}"
-        " --coord decoder={wildcards.decoder} --coord corpus={wildcards.corpus}"
+        " --coord 'decoder={{decoder}}' --coord corpus={wildcards.corpus}"
         " --coord split={wildcards.split} --seed {config[seed]}"
-        " --out {output.score} --per-utt {output.per_utt} 2> {log}"
+        " --out '{params.score}' --per-utt '{params.per_utt}' 2> {log}"
 
 
 rule wer_table:

@@ -2,7 +2,10 @@
 
 Hidden states of all upstream layers are layer-normalised and combined with learnable softmax
 weights (so any upstream, whatever its depth, plugs in unchanged), ``subsample`` consecutive
-frames are stacked to shorten the sequence, and a bidirectional LSTM predicts characters.
+frames are stacked to shorten the sequence, and a bidirectional LSTM (``kind: lstm``) or a stack
+of residual 1-D convolutions (``kind: conv``) predicts characters. The convolutional one runs in
+parallel over time, which on a CPU makes an epoch several times cheaper than the LSTM's
+frame-by-frame recursion; it sees ``num_layers * (kernel_size - 1) + 1`` stacked frames.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ class DownstreamConfig:
     """Recogniser architecture.
 
     Args:
-        num_layers: BiLSTM layers.
-        hidden_size: LSTM units per direction.
-        dropout: dropout on the LSTM inputs and outputs.
-        subsample: consecutive frames stacked into one LSTM step.
+        num_layers: BiLSTM layers, or convolution blocks.
+        hidden_size: LSTM units per direction, or convolution channels.
+        dropout: dropout on the LSTM's inputs and outputs and between its layers; on the
+            output of the convolutional recogniser's input projection and of each block.
+        subsample: consecutive frames stacked into one step.
         frame_repeat: how often each upstream frame was repeated before the recogniser (set
             from the upstream's frame rate, so that decoding repeats them the same way).
+        kind: ``lstm`` (bidirectional LSTM) or ``conv`` (residual 1-D convolutions).
+        kernel_size: width of each convolution, in stacked frames (``conv`` only).
     """
 
     num_layers: int = 2
@@ -33,6 +39,19 @@ class DownstreamConfig:
     dropout: float = 0.2
     subsample: int = 2
     frame_repeat: int = 1
+    kind: str = "lstm"
+    kernel_size: int = 5
+
+    def __post_init__(self) -> None:
+        if self.kind not in RECOGNISER_KINDS:
+            raise ValueError(
+                f"downstream kind {self.kind!r}: expected one of {sorted(RECOGNISER_KINDS)}"
+            )
+        if self.kind == "conv" and self.kernel_size % 2 == 0:
+            raise ValueError(
+                f"downstream kernel_size {self.kernel_size}: must be odd, so that each output "
+                "frame is centred on its input"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +69,29 @@ class WeightedLayerSum(nn.Module):
         return torch.einsum("l,lbtd->btd", w, normed)
 
 
-class CTCRecogniser(nn.Module):
+class StackedFrames(nn.Module):
+    """What both recognisers share: ``config.subsample`` frames stacked into one step."""
+
+    config: DownstreamConfig
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(
+            lengths + self.config.subsample - 1, self.config.subsample, rounding_mode="floor"
+        )
+
+    def stack_frames(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.config.subsample
+        if k == 1:
+            return x
+        b, t, d = x.shape
+        pad = (-t) % k
+        x = F.pad(x, (0, 0, 0, pad))
+        return x.reshape(b, (t + pad) // k, d * k)
+
+
+class CTCRecogniser(StackedFrames):
+    """Weighted layer sum, frame stacking and a BiLSTM (``kind: lstm``)."""
+
     def __init__(
         self, input_dim: int, num_layers_in: int, vocab_size: int, config: DownstreamConfig
     ) -> None:
@@ -68,20 +109,6 @@ class CTCRecogniser(nn.Module):
         )
         self.output = nn.Linear(2 * config.hidden_size, vocab_size)
 
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return torch.div(
-            lengths + self.config.subsample - 1, self.config.subsample, rounding_mode="floor"
-        )
-
-    def stack_frames(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.config.subsample
-        if k == 1:
-            return x
-        b, t, d = x.shape
-        pad = (-t) % k
-        x = F.pad(x, (0, 0, 0, pad))
-        return x.reshape(b, (t + pad) // k, d * k)
-
     def forward(
         self, layers: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +121,61 @@ class CTCRecogniser(nn.Module):
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
         return self.output(self.dropout(out)).log_softmax(-1), out_lengths
+
+
+class ConvCTCRecogniser(StackedFrames):
+    """Weighted layer sum, frame stacking and residual 1-D convolutions (``kind: conv``).
+
+    Each block is ``x + dropout(relu(conv(x)))`` followed by layer norm; padded steps are
+    zeroed before every convolution, so a batch's padding never reaches a real frame.
+    """
+
+    def __init__(
+        self, input_dim: int, num_layers_in: int, vocab_size: int, config: DownstreamConfig
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.layer_sum = WeightedLayerSum(num_layers_in)
+        self.dropout = nn.Dropout(config.dropout)
+        self.input = nn.Linear(input_dim * config.subsample, config.hidden_size)
+        width, pad = config.hidden_size, config.kernel_size // 2
+        self.convs = nn.ModuleList(
+            nn.Conv1d(width, width, config.kernel_size, padding=pad)
+            for _ in range(config.num_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(width) for _ in range(config.num_layers))
+        self.output = nn.Linear(width, vocab_size)
+
+    def forward(
+        self, layers: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L, B, T, D) hidden states -> (B, T', V) log-probabilities and their lengths."""
+        x = self.layer_sum(layers)
+        x = self.stack_frames(x * valid_steps(lengths, x))
+        out_lengths = self.output_lengths(lengths)
+        keep = valid_steps(out_lengths, x)
+        x = self.dropout(F.relu(self.input(x)))
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            y = conv((x * keep).transpose(1, 2)).transpose(1, 2)
+            x = norm(x + self.dropout(F.relu(y)))
+        return self.output(x).log_softmax(-1), out_lengths
+
+
+def valid_steps(lengths: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(B, T, 1) mask of ``x``'s steps within ``lengths``, in ``x``'s dtype."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    return (steps[None, :] < lengths.to(x.device)[:, None]).unsqueeze(-1).to(x.dtype)
+
+
+RECOGNISERS: dict[str, type[nn.Module]] = {"lstm": CTCRecogniser, "conv": ConvCTCRecogniser}
+RECOGNISER_KINDS = frozenset(RECOGNISERS)
+
+
+def build_recogniser(
+    input_dim: int, num_layers_in: int, vocab_size: int, config: DownstreamConfig
+) -> CTCRecogniser | ConvCTCRecogniser:
+    """The frozen-upstream recogniser of ``config.kind``."""
+    return RECOGNISERS[config.kind](input_dim, num_layers_in, vocab_size, config)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,16 @@ from typing import Any
 
 import jiwer
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from sslgrid.asr.downstream import (
+    ConvCTCRecogniser,
     CTCRecogniser,
     DownstreamConfig,
     LinearCTCHead,
     LinearHeadConfig,
+    build_recogniser,
     greedy_decode,
 )
 from sslgrid.asr.tokenizer import CharTokenizer
@@ -89,7 +92,10 @@ class FrozenRecogniser(torch.nn.Module):
     """Upstream (frozen) + downstream, as one module for decoding."""
 
     def __init__(
-        self, upstream: Upstream, downstream: CTCRecogniser, tokenizer: CharTokenizer
+        self,
+        upstream: Upstream,
+        downstream: CTCRecogniser | ConvCTCRecogniser | LinearCTCHead,
+        tokenizer: CharTokenizer,
     ) -> None:
         super().__init__()
         self.upstream = upstream
@@ -105,7 +111,7 @@ def pad_layers(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def emissions(
-    downstream: CTCRecogniser, encoded: list[torch.Tensor], batch_frames: int
+    downstream: nn.Module, encoded: list[torch.Tensor], batch_frames: int
 ) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """CTC log-probabilities of encoded utterances, in batches of at most ``batch_frames``.
 
@@ -123,7 +129,7 @@ def emissions(
 
 
 def transcribe(
-    downstream: CTCRecogniser,
+    downstream: nn.Module,
     tokenizer: CharTokenizer,
     encoded: list[torch.Tensor],
     batch_frames: int,
@@ -177,7 +183,7 @@ def finetune_frozen(
     keep = [i for i, y in enumerate(train_y) if len(y) > 0]
     lengths = [train_x[i].shape[1] for i in keep]
 
-    model = CTCRecogniser(
+    model = build_recogniser(
         upstream.output_dim, upstream.num_layers, len(tokenizer), downstream_config
     ).to(world.device)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
@@ -415,13 +421,13 @@ def load_recogniser(path: str | Path) -> FrozenRecogniser:
     upstream = upstream_from_spec(config["upstream"])
     upstream.load_state_dict(ckpt["upstream"])
     tokenizer = CharTokenizer(config["vocab"])
-    downstream: CTCRecogniser | LinearCTCHead
+    downstream: CTCRecogniser | ConvCTCRecogniser | LinearCTCHead
     if config.get("mode") == "full":
         downstream = LinearCTCHead(
             upstream.output_dim, len(tokenizer), LinearHeadConfig(**config["downstream"])
         )
     else:
-        downstream = CTCRecogniser(
+        downstream = build_recogniser(
             upstream.output_dim,
             upstream.num_layers,
             len(tokenizer),

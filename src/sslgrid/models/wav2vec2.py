@@ -15,14 +15,13 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
-from transformers.models.wav2vec2.modeling_wav2vec2 import (
-    _compute_mask_indices,
-    _sample_negative_indices,
-)
+
+if TYPE_CHECKING:
+    from transformers import Wav2Vec2Config
 
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.models.upstream import (
@@ -148,6 +147,10 @@ class Wav2Vec2Settings:
         return int(np.prod(self.conv_stride))
 
     def to_hf_config(self) -> Wav2Vec2Config:
+        # transformers is imported where it is used: loading it takes seconds, which every job
+        # that imports the model registry would otherwise pay, wav2vec 2.0 or not.
+        from transformers import Wav2Vec2Config
+
         return Wav2Vec2Config(
             conv_dim=list(self.conv_dim),
             conv_kernel=list(self.conv_kernel),
@@ -274,6 +277,8 @@ class Wav2Vec2(WaveformUpstream):
     def __init__(self, settings: Wav2Vec2Settings, fbank: FbankConfig | None = None) -> None:
         super().__init__()
         self.settings = settings
+        from transformers import Wav2Vec2ForPreTraining
+
         self.model = Wav2Vec2ForPreTraining(settings.to_hf_config())
         self.output_dim = settings.hidden_size
         self.num_layers = settings.num_layers + 1
@@ -400,6 +405,8 @@ class Wav2Vec2(WaveformUpstream):
                 f"batch of {num_frames} frames is shorter than one mask span "
                 f"({s.mask_time_length} frames)"
             )
+        from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
+
         valid = padding_mask(frame_lengths.cpu(), num_frames)
         with numpy_rng_from_torch():
             mask = _compute_mask_indices(
@@ -421,6 +428,8 @@ class Wav2Vec2(WaveformUpstream):
         Distractors are other masked frames of the same utterance, as in the paper; rows
         without masked frames get placeholder indices, which the loss ignores.
         """
+        from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
+
         sampling_mask = mask.clone()
         sampling_mask[mask.sum(1) == 0, :2] = True
         with numpy_rng_from_torch():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sslgrid.grid import UpstreamCell, upstream_cells
+from sslgrid.grid import UpstreamCell, stage_cells
 
 TASKS = ("translate", "transcribe")
 ADAPTERS = ("frozen", "lora")
@@ -47,7 +47,8 @@ def held_out_corpora(config: dict[str, Any]) -> list[str]:
 
 
 def st_cells(config: dict[str, Any]) -> list[UpstreamCell]:
-    """The ASR grid's encoder cells whose model is in ``st.encoders``.
+    """The ASR grid's encoder cells (``st.cells``: all, or the headline ones) whose model is in
+    ``st.encoders``.
 
     Only upstreams the grid fine-tunes take part, so that every BLEU has the encoder's WER
     beside it; a known model the grid does not fine-tune is left out
@@ -61,7 +62,7 @@ def st_cells(config: dict[str, Any]) -> list[UpstreamCell]:
             f"or an imported checkpoint: {sorted(known)}"
         )
     wanted = set(config["st"]["encoders"])
-    return [cell for cell in upstream_cells(config) if cell.model in wanted]
+    return [cell for cell in stage_cells(config, "st") if cell.model in wanted]
 
 
 def st_encoders_left_out(config: dict[str, Any]) -> list[str]:
