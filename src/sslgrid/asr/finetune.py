@@ -265,7 +265,7 @@ def ctc_epoch(
             continue
         total += loss * len(batch)
         count += len(batch)
-        progress.set_postfix(loss=f"{loss:.3f}")
+        progress.set_postfix(loss=f"{loss:.3f}", refresh=False)
     return {"train_loss": total / max(count, 1), "lr": state.scheduler.get_last_lr()[0]}
 
 

@@ -235,7 +235,7 @@ def train_phase(
             on_step(state.step, running[-1])
         if state.step % checkpoint_every == 0 or state.step == phase.steps:
             history.append({"phase": name, "step": state.step, "loss": sum(running) / len(running)})
-            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", refresh=False)
             running = []
             state.history = history
             atomic_save(state.to_checkpoint(), checkpoint)

@@ -168,7 +168,7 @@ def align_llm(
                 continue
             total += loss * len(batch)
             count += len(batch)
-            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         return {"train_loss": total / max(count, 1), "lr": state.scheduler.get_last_lr()[0]}
 
     def evaluate() -> dict[str, float]:

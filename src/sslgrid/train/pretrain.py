@@ -147,7 +147,7 @@ def pretrain_upstream(
             n = sum(lengths[i] for i in batch)
             total += loss * n
             frames += n
-            bar.set_postfix(loss=f"{loss:.4f}")
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         return {"train_loss": total / max(frames, 1), "lr": state.scheduler.get_last_lr()[0]}
 
     run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch)
