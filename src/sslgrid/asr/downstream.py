@@ -69,10 +69,15 @@ class WeightedLayerSum(nn.Module):
         return torch.einsum("l,lbtd->btd", w, normed)
 
 
-class StackedFrames(nn.Module):
-    """What both recognisers share: ``config.subsample`` frames stacked into one step."""
+class FrozenUpstreamRecogniser(nn.Module):
+    """What both recognisers share: the weighted layer sum, dropout, and ``config.subsample``
+    frames stacked into one step."""
 
-    config: DownstreamConfig
+    def __init__(self, num_layers_in: int, config: DownstreamConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.layer_sum = WeightedLayerSum(num_layers_in)
+        self.dropout = nn.Dropout(config.dropout)
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(
@@ -89,16 +94,13 @@ class StackedFrames(nn.Module):
         return x.reshape(b, (t + pad) // k, d * k)
 
 
-class CTCRecogniser(StackedFrames):
+class CTCRecogniser(FrozenUpstreamRecogniser):
     """Weighted layer sum, frame stacking and a BiLSTM (``kind: lstm``)."""
 
     def __init__(
         self, input_dim: int, num_layers_in: int, vocab_size: int, config: DownstreamConfig
     ) -> None:
-        super().__init__()
-        self.config = config
-        self.layer_sum = WeightedLayerSum(num_layers_in)
-        self.dropout = nn.Dropout(config.dropout)
+        super().__init__(num_layers_in, config)
         self.lstm = nn.LSTM(
             input_dim * config.subsample,
             config.hidden_size,
@@ -123,7 +125,7 @@ class CTCRecogniser(StackedFrames):
         return self.output(self.dropout(out)).log_softmax(-1), out_lengths
 
 
-class ConvCTCRecogniser(StackedFrames):
+class ConvCTCRecogniser(FrozenUpstreamRecogniser):
     """Weighted layer sum, frame stacking and residual 1-D convolutions (``kind: conv``).
 
     Each block is ``x + dropout(relu(conv(x)))`` followed by layer norm; padded steps are
@@ -133,10 +135,7 @@ class ConvCTCRecogniser(StackedFrames):
     def __init__(
         self, input_dim: int, num_layers_in: int, vocab_size: int, config: DownstreamConfig
     ) -> None:
-        super().__init__()
-        self.config = config
-        self.layer_sum = WeightedLayerSum(num_layers_in)
-        self.dropout = nn.Dropout(config.dropout)
+        super().__init__(num_layers_in, config)
         self.input = nn.Linear(input_dim * config.subsample, config.hidden_size)
         width, pad = config.hidden_size, config.kernel_size // 2
         self.convs = nn.ModuleList(
