@@ -1,4 +1,5 @@
-"""Pictures of the results table: WER per model with intervals, and WER against pre-training data.
+"""Pictures of the results table: error rates per model with intervals, and against hours of
+pre-training data.
 
 Both read the long-format table (``results/wer_table.csv``), so they show exactly its numbers.
 """
@@ -34,50 +35,53 @@ def largest_amounts(frame: pd.DataFrame) -> pd.DataFrame:
     return ranked[ranked["_rank"] == best].drop(columns="_rank")
 
 
-def plot_wer_bars(frame: pd.DataFrame, path: str | Path) -> None:
-    """WER with its 95% interval per upstream (largest amount), one group per decoder.
+def metrics_of(frame: pd.DataFrame) -> list[str]:
+    """The error rates the table has (``wer``, and ``cer`` where scored), in that order."""
+    return [m for m in ("wer", "cer") if m in frame.columns]
 
-    One panel per test set; the fbank baseline is drawn as a dashed line across each group.
+
+def plot_wer_bars(frame: pd.DataFrame, path: str | Path) -> None:
+    """Error rate with its 95% interval per model at its largest amount, one bar per decoder.
+
+    One panel per pre-training pool (columns) and test set and rate (rows, WER then CER); the
+    fbank baseline is a dashed line in the decoder's colour across every panel.
     """
     frame = largest_amounts(frame)
     test_sets = sorted({f"{c}/{s}" for c, s in zip(frame["corpus"], frame["split"], strict=True)})
+    pools = list(dict.fromkeys(p for p in frame["pool"] if p != "none")) or ["none"]
     decoders = sorted(frame["decoder"].unique())
+    views = [(t, m) for t in test_sets for m in metrics_of(frame)]
+    models = sorted(m for m in frame["model"].unique() if m != BASELINE_MODEL)
     fig, axes = plt.subplots(
-        len(test_sets),
-        1,
-        figsize=(max(6, 1.1 * len(frame) / len(test_sets) + 2), 3.6 * len(test_sets)),
-        squeeze=False,
-    )
-    for ax, test_set in zip(axes[:, 0], test_sets, strict=True):
+        len(views), len(pools), figsize=(max(5, 0.9 * len(models) + 1.5) * len(pools),
+        3.4 * len(views)), squeeze=False, sharey="row",
+    )  # fmt: skip
+    width = 0.8 / len(decoders)
+    for row, (test_set, metric) in zip(axes, views, strict=True):
         corpus, split = test_set.split("/")
-        sub = frame[(frame["corpus"] == corpus) & (frame["split"] == split)]
-        cells = sub[["model", "pool"]].drop_duplicates().sort_values(["model", "pool"])
-        labels = [m if p == "none" else f"{m}\n{p}" for m, p in cells.itertuples(index=False)]
-        width = 0.8 / len(decoders)
-        for d, decoder in enumerate(decoders):
-            rows = sub[sub["decoder"] == decoder].set_index(["model", "pool"])
-            xs, ys, lo, hi = [], [], [], []
-            for i, key in enumerate(cells.itertuples(index=False)):
-                if tuple(key) in rows.index:
-                    row = rows.loc[tuple(key)]
-                    xs.append(i + (d - (len(decoders) - 1) / 2) * width)
-                    ys.append(row["wer"])
-                    lo.append(row["wer"] - row["wer_low"])
-                    hi.append(row["wer_high"] - row["wer"])
-            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=decoder)
-            base = (
-                rows.loc[(BASELINE_MODEL, "none"), "wer"]
-                if (BASELINE_MODEL, "none") in rows.index
-                else None
-            )
-            if base is not None:
-                ax.axhline(base, linestyle="--", linewidth=0.8, color=f"C{d}")
-        ax.set_xticks(range(len(labels)), labels, fontsize=8)
-        ax.set_ylabel("WER (%)")
-        ax.set_title(f"{test_set}: WER with 95% bootstrap interval (dashed: fbank)")
-        ax.legend(title="decoder", fontsize=8)
+        of_test = frame[(frame["corpus"] == corpus) & (frame["split"] == split)]
+        for ax, pool in zip(row, pools, strict=True):
+            for d, decoder in enumerate(decoders):
+                rows = of_test[of_test["decoder"] == decoder]
+                cells = rows[rows["pool"] == pool].set_index("model")
+                xs = [i for i, m in enumerate(models) if m in cells.index]
+                values = cells.loc[[models[i] for i in xs]]
+                ax.bar(
+                    [x + (d - (len(decoders) - 1) / 2) * width for x in xs], values[metric], width,
+                    yerr=[values[metric] - values[f"{metric}_low"],
+                          values[f"{metric}_high"] - values[metric]],
+                    capsize=2, label=decoder, color=f"C{d}",
+                )  # fmt: skip
+                base = rows[rows["model"] == BASELINE_MODEL]
+                if len(base):
+                    ax.axhline(base[metric].iloc[0], linestyle="--", linewidth=0.8, color=f"C{d}")
+            ax.set_xticks(range(len(models)), models, fontsize=8, rotation=30)
+            ax.set_title(f"{_pool_title(of_test, pool)}\n{test_set}, largest amount", fontsize=9)
+            if ax is row[0]:
+                ax.set_ylabel(f"{metric.upper()} (%)")
+                ax.legend(title="decoder (dashed: fbank)", fontsize=7, title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -90,18 +94,18 @@ def _pool_title(frame: pd.DataFrame, pool: str) -> str:
     return f"pool {pool}"
 
 
-def _draw_hours_panel(ax, sub: pd.DataFrame, pool: str) -> None:
+def _draw_hours_panel(ax, sub: pd.DataFrame, pool: str, metric: str = "wer") -> None:
     cells = sub[(sub["pool"] == pool) & sub["hours"].notna()]
     for i, (model, rows) in enumerate(cells.groupby("model")):
         rows = rows.sort_values("hours")
         ax.errorbar(
-            rows["hours"], rows["wer"],
-            yerr=[rows["wer"] - rows["wer_low"], rows["wer_high"] - rows["wer"]],
+            rows["hours"], rows[metric],
+            yerr=[rows[metric] - rows[f"{metric}_low"], rows[f"{metric}_high"] - rows[metric]],
             marker="o", capsize=3, label=model, color=f"C{i}",
         )  # fmt: skip
     base = sub[sub["model"] == BASELINE_MODEL]
     if len(base):
-        ax.axhline(base["wer"].iloc[0], linestyle="--", color="grey", label="fbank")
+        ax.axhline(base[metric].iloc[0], linestyle="--", color="grey", label="fbank")
     if cells.empty:
         ax.text(0.5, 0.5, "no amounts in hours in this grid", ha="center",
                 transform=ax.transAxes)  # fmt: skip
@@ -110,37 +114,46 @@ def _draw_hours_panel(ax, sub: pd.DataFrame, pool: str) -> None:
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_xlabel("pre-training audio (hours)")
-    ax.set_ylabel("WER (%)")
+    ax.set_ylabel(f"{metric.upper()} (%)")
     ax.legend(fontsize=8)
 
 
-def plot_wer_vs_hours(frame: pd.DataFrame, path: str | Path, decoder: str | None = None) -> None:
-    """WER against hours of pre-training audio, one line per model; one panel per pool (its
-    language and domain in the title, where the table has them) and test set.
+def plot_wer_vs_hours(frame: pd.DataFrame, path: str | Path) -> None:
+    """Error rate against hours of pre-training audio, one line per model; one panel per pool
+    (its language and domain in the title, where the table has them) in columns, and per test
+    set, decoder and rate (WER, and CER where scored) in rows.
 
     Cells pre-trained on a whole pool ("all") are left out: their hours are not in the table's
     coordinates. Without any amount in hours, the panels say so instead of drawing nothing.
     """
-    decoder = decoder or sorted(frame["decoder"].unique())[0]
-    sub = frame[frame["decoder"] == decoder].copy()
+    sub = frame.copy()
     sub["hours"] = sub["amount"].map(amount_hours)
     sub["test_set"] = sub["corpus"].astype(str) + "/" + sub["split"].astype(str)
     pools = list(dict.fromkeys(p for p in sub["pool"] if p != "none"))
-    test_sets = sorted(sub["test_set"].unique())
-    ncols, nrows = max(1, len(pools)), max(1, len(test_sets))
-    # Shared axes: pools and test sets are compared at a glance, and a pool with one amount
-    # (continued pre-training) sits on the same hour scale as the others.
+    views = [
+        (t, d, m)
+        for t in sorted(sub["test_set"].unique())
+        for d in sorted(sub["decoder"].unique())
+        for m in metrics_of(sub)
+    ]
+    ncols, nrows = max(1, len(pools)), max(1, len(views))
+    # Shared x axes: a pool with one amount (continued pre-training) sits on the same hour
+    # scale as the others; y is shared along a row, so pools compare at a glance.
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharex=True, sharey=True
+        nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharex=True, sharey="row"
     )
-    for row, test_set in zip(axes, test_sets or ["(no test set)"], strict=True):
-        of_test = sub[sub["test_set"] == test_set]
+    for row, view in zip(axes, views or [("(no test set)", "", "wer")], strict=True):
+        test_set, decoder, metric = view
+        of_view = sub[(sub["test_set"] == test_set) & (sub["decoder"] == decoder)]
         for ax, pool in zip(row, pools or ["(no pre-training pool)"], strict=True):
-            _draw_hours_panel(ax, of_test, pool)
+            _draw_hours_panel(ax, of_view, pool, metric)
             if ax is not row[0]:
                 ax.get_legend().remove()
                 ax.set_ylabel("")
-            ax.set_title(f"{_pool_title(of_test, pool)}\n{test_set} ({decoder})", fontsize=9)
+            ax.set_title(
+                f"{_pool_title(of_view, pool)}\n{test_set} ({decoder}, {metric.upper()})",
+                fontsize=9,
+            )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
