@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from sslgrid.asr.downstream import greedy_decode
 from sslgrid.asr.finetune import (
     FrozenRecogniser,
     emissions,
     encode_frozen,
     frames_per_second,
+    greedy_transcripts,
     load_recogniser,
 )
 from sslgrid.features.store import FeatureCache, load_cache
@@ -49,15 +49,6 @@ def encode(
         )
     repeat = recogniser.downstream.config.frame_repeat
     return cache, encode_frozen(recogniser.upstream, cache, batch_seconds, repeat)
-
-
-def greedy_transcripts(recogniser: FrozenRecogniser, test: Emissions, n_test: int) -> list[str]:
-    """The best CTC path of each of the ``n_test`` test utterances."""
-    hyps = [""] * n_test
-    for batch, log_probs, lengths in test:
-        for i, ids in zip(batch, greedy_decode(log_probs, lengths), strict=True):
-            hyps[i] = recogniser.tokenizer.decode(ids)
-    return hyps
 
 
 def lm_transcripts(
@@ -194,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
             hyps, weights = lm_transcripts(recogniser, args, test, len(encoded), batch_frames)
             write_atomic(out.parent / "lm_weights.json", json.dumps(weights, indent=1) + "\n")
         else:
-            hyps = greedy_transcripts(recogniser, test, len(encoded))
+            hyps = greedy_transcripts(recogniser.tokenizer, test, len(encoded))
         lines = [
             json.dumps({"id": sup_id[cut_id], "hyp": hyp}, ensure_ascii=False) + "\n"
             for cut_id, hyp in zip(ids, hyps + [""] * len(dropped), strict=True)

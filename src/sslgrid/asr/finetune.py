@@ -135,8 +135,17 @@ def transcribe(
     batch_frames: int,
 ) -> list[str]:
     """Greedy transcripts of encoded utterances; ``batch_frames`` bounds a batch's size."""
-    hyps: list[str] = [""] * len(encoded)
-    for batch, log_probs, out_len in emissions(downstream, encoded, batch_frames):
+    return greedy_transcripts(tokenizer, emissions(downstream, encoded, batch_frames), len(encoded))
+
+
+def greedy_transcripts(
+    tokenizer: CharTokenizer,
+    batches: list[tuple[list[int], torch.Tensor, torch.Tensor]],
+    count: int,
+) -> list[str]:
+    """The best CTC path of each of ``count`` utterances, from :func:`emissions`' batches."""
+    hyps: list[str] = [""] * count
+    for batch, log_probs, out_len in batches:
         for i, ids in zip(batch, greedy_decode(log_probs, out_len), strict=True):
             hyps[i] = tokenizer.decode(ids)
     return hyps
