@@ -70,6 +70,7 @@ def lm_transcripts(
         args.lm_dir / "lm.bin",
         read_vocabulary(args.lm_dir / "words.txt"),
         beam_size=settings["beam_size"],
+        beam_size_token=settings.get("beam_size_token"),
     )
     dev_cache, dev_encoded = encode(recogniser, args.dev_features, args.batch_seconds)
     texts = {

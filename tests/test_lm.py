@@ -164,6 +164,26 @@ def test_lm_and_lexicon_beat_greedy_on_ambiguous_characters(
     assert dev_wer(refs, greedy) > dev_wer(refs, beam) == 0.0
 
 
+def test_beam_size_token_extends_only_the_likeliest_characters(
+    tokens: list[str], hand_arpa: Path
+) -> None:
+    log_probs, lengths = batch([spoken(AMBIGUOUS_KAT, tokens)])
+
+    def decode(beam_size_token: int | None) -> list[str]:
+        decoder = BeamSearchDecoder(
+            tokens, hand_arpa, VOCABULARY, beam_size=20, beam_size_token=beam_size_token
+        )
+        # Another weight keeps the setting (the tuning grid rebuilds the decoder).
+        return decoder.with_weights(1.0, 0.0).decode(log_probs, lengths)
+
+    # r (0.52) and t (0.45) are the two likeliest characters: with both tried the LM picks
+    # "kat", as with every character; with one only, "t" is never tried.
+    assert decode(None) == decode(2) == ["de kat zit op de mat"]
+    assert decode(1) == ["de kar zit op de mat"]
+    with pytest.raises(ValueError, match="beam_size_token is 0"):
+        BeamSearchDecoder(tokens, hand_arpa, VOCABULARY, beam_size_token=0)
+
+
 def test_lexicon_free_beam_without_lm_equals_greedy_on_peaked_log_probs(
     tokens: list[str],
 ) -> None:

@@ -55,6 +55,8 @@ class BeamSearchDecoder:
         lexicon: the words hypotheses may contain (the LM's training vocabulary), or None for
             lexicon-free decoding, which cannot use a word LM.
         beam_size: hypotheses kept after each frame.
+        beam_size_token: tokens tried per hypothesis at each frame, the most probable first
+            (None: every token).
         lm_weight: weight of the LM's log10 probability.
         word_score: score added for every word emitted (positive favours more words).
         beam_threshold: hypotheses scoring further than this below the best are pruned.
@@ -68,6 +70,7 @@ class BeamSearchDecoder:
         lexicon: Iterable[str] | None,
         *,
         beam_size: int = 50,
+        beam_size_token: int | None = None,
         lm_weight: float = 1.0,
         word_score: float = 0.0,
         beam_threshold: float = 50.0,
@@ -76,6 +79,9 @@ class BeamSearchDecoder:
         self.tokens = list(tokens)
         self.lm_path = Path(lm_path) if lm_path is not None else None
         self.beam_size = beam_size
+        if beam_size_token is not None and beam_size_token < 1:
+            raise ValueError(f"beam_size_token is {beam_size_token}; expected 1 or more (or None)")
+        self.beam_size_token = beam_size_token
         self.lm_weight = lm_weight
         self.word_score = word_score
         self.beam_threshold = beam_threshold
@@ -101,6 +107,7 @@ class BeamSearchDecoder:
             self.lm_path,
             self.words(),
             beam_size=self.beam_size,
+            beam_size_token=self.beam_size_token,
             lm_weight=lm_weight,
             word_score=word_score,
             beam_threshold=self.beam_threshold,
@@ -141,6 +148,7 @@ class BeamSearchDecoder:
             lm=str(self.lm_path) if self.lm_path is not None else None,
             nbest=1,
             beam_size=self.beam_size,
+            beam_size_token=self.beam_size_token,
             beam_threshold=self.beam_threshold,
             lm_weight=self.lm_weight,
             word_score=self.word_score,
