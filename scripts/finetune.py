@@ -52,7 +52,7 @@ def labelled_subset(
     durations = {cut.id: cut.duration for cut in CutSet.from_file(cuts_path)}
     try:
         ids = nested_subset_by_hours(
-            cache.ids, [durations[i] for i in cache.ids], parse_amount(labelled), config["seed"]
+            cache.ids, [durations[i] for i in cache.ids], parse_amount(labelled, "labelled amount"), config["seed"]
         )
     except SubsetError as err:
         raise SubsetError(f"finetune.amounts: {labelled}: {err}") from None

@@ -165,5 +165,8 @@ def test_nested_subsets_are_nested_and_hit_their_hours():
 def test_amount_labels_round_trip():
     assert amount_label("all") == "all" and parse_amount("all") == "all"
     assert amount_label(0.5) == "0.5h" and parse_amount("0.5h") == 0.5
-    with pytest.raises(ValueError, match="hours"):
+    with pytest.raises(ValueError, match="pre-training amount 'half': expected 'all' or pos"):
         parse_amount("half")
+    for bad in ("0.5", "halfh", "0h", "-1h"):
+        with pytest.raises(ValueError, match=f"labelled amount '{bad}'"):
+            parse_amount(bad, "labelled amount")

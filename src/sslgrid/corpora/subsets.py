@@ -15,12 +15,17 @@ def amount_label(amount: str | float) -> str:
     return "all" if amount == "all" else f"{float(amount):g}h"
 
 
-def parse_amount(label: str) -> str | float:
+def parse_amount(label: str, what: str = "pre-training amount") -> str | float:
+    """``all`` or the hours of a label such as ``0.5h``; ``what`` names it in the error."""
     if label == "all":
         return "all"
-    if not label.endswith("h"):
-        raise ValueError(f"pre-training amount {label!r}: expected 'all' or hours such as '0.5h'")
-    return float(label[:-1])
+    try:
+        hours = float(label[:-1]) if label.endswith("h") else None
+    except ValueError:
+        hours = None
+    if hours is None or not hours > 0:
+        raise ValueError(f"{what} {label!r}: expected 'all' or positive hours such as '0.5h'")
+    return hours
 
 
 def nested_subset_by_hours(
@@ -37,7 +42,7 @@ def nested_subset_by_hours(
     total = float(sum(durations))
     if wanted > total + 1e-6:
         raise SubsetError(
-            f"pre-training amount {hours} h asks for more audio than the pool has "
+            f"{hours} h asks for more audio than the pool has "
             f"({total / 3600:.3f} h)"
         )
     order = sorted(range(len(ids)), key=lambda i: ids[i])
