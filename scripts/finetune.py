@@ -51,8 +51,9 @@ def labelled_subset(
     cache, texts = train
     durations = {cut.id: cut.duration for cut in CutSet.from_file(cuts_path)}
     try:
+        hours = parse_amount(labelled, "labelled amount")
         ids = nested_subset_by_hours(
-            cache.ids, [durations[i] for i in cache.ids], parse_amount(labelled, "labelled amount"), config["seed"]
+            cache.ids, [durations[i] for i in cache.ids], hours, config["seed"]
         )
     except SubsetError as err:
         raise SubsetError(f"finetune.amounts: {labelled}: {err}") from None

@@ -41,10 +41,7 @@ def nested_subset_by_hours(
     wanted = float(hours) * 3600
     total = float(sum(durations))
     if wanted > total + 1e-6:
-        raise SubsetError(
-            f"{hours} h asks for more audio than the pool has "
-            f"({total / 3600:.3f} h)"
-        )
+        raise SubsetError(f"{hours} h asks for more audio than the pool has ({total / 3600:.3f} h)")
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     random.Random(seed).shuffle(order)
     chosen, acc = [], 0.0
