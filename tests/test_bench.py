@@ -72,6 +72,7 @@ def test_pretrain_throughput_loss_curves_compare_sslgrid_with_the_reference(tmp_
     curves = json.loads(report.read_text())["curves"]
     assert set(curves["curves"]) == {"reference", "reference-rerun", "sslgrid"}
     assert all(len(c) == 6 for c in curves["curves"].values())
-    # Same weights, same data: the first updates' losses agree to within the draws' noise.
-    first = [c[0] for c in curves["curves"].values()]
-    assert max(first) - min(first) < 0.2, first
+    # Same weights, same data: the losses agree to within the draws' noise (one update's loss
+    # moves by up to ~0.2 with the mask and distractor draws at this size; the mean of six less).
+    means = [sum(c) / len(c) for c in curves["curves"].values()]
+    assert max(means) - min(means) < 0.2, means

@@ -9,6 +9,7 @@ import types
 
 import pytest
 import torch
+from torch.nn.functional import pad
 from transformers import Wav2Vec2ForPreTraining, Wav2Vec2Model
 
 from sslgrid.models.importers import import_upstream
@@ -55,11 +56,29 @@ def hidden_states(model: Wav2Vec2, wavs: torch.Tensor = None) -> list[torch.Tens
     return model.eval()(waveforms() if wavs is None else wavs, LENGTHS).hidden_states
 
 
+def one_by_one(run, wavs: torch.Tensor) -> list[torch.Tensor]:
+    """``run`` (an unpadded (1, N) waveform -> its layers (1, T, D)) on each utterance alone,
+    the results padded into batches. Alone, no implementation depends on how padding is
+    handled (group norm takes statistics over the padded row in transformers and torchaudio;
+    fairseq never pads such models), so this is what the weights mean."""
+    per_utterance = [run(wavs[i : i + 1, :n]) for i, n in enumerate(LENGTHS.tolist())]
+    frames = max(layers[0].shape[1] for layers in per_utterance)
+    return [
+        torch.cat(
+            [pad(layers[k], (0, 0, 0, frames - layers[k].shape[1])) for layers in per_utterance]
+        )
+        for k in range(len(per_utterance[0]))
+    ]
+
+
 def reference_states(hf_model: Wav2Vec2Model, wavs: torch.Tensor) -> list[torch.Tensor]:
     """Hidden states straight from transformers, the last one after the final layer norm."""
-    mask = (torch.arange(wavs.shape[1])[None] < LENGTHS[:, None]).long()
-    out = hf_model.eval()(wavs, attention_mask=mask, output_hidden_states=True)
-    return [*out.hidden_states[:-1], out.last_hidden_state]
+
+    def run(wav: torch.Tensor) -> list[torch.Tensor]:
+        out = hf_model.eval()(wav, output_hidden_states=True)
+        return [*out.hidden_states[:-1], out.last_hidden_state]
+
+    return one_by_one(run, wavs)
 
 
 def assert_states_equal(ours: list[torch.Tensor], theirs: list[torch.Tensor], lengths) -> None:
@@ -97,8 +116,8 @@ def test_hugging_face_pretraining_directory_keeps_everything(tmp_path, variant):
     from torchaudio.models.wav2vec2.utils import import_huggingface_model
 
     torchaudio_model = import_huggingface_model(source.wav2vec2).eval()
-    final, _ = torchaudio_model(wavs, LENGTHS)
-    assert_states_equal(hidden_states(model)[-1:], [final], frames)
+    final = one_by_one(lambda wav: [torchaudio_model(wav)[0]], wavs)
+    assert_states_equal(hidden_states(model)[-1:], final, frames)
 
 
 def test_hugging_face_model_without_quantiser_imports_with_a_warning(tmp_path, caplog):
@@ -214,7 +233,9 @@ def fairseq_model_cfg(s: Wav2Vec2Settings) -> dict:
     }
 
 
-def torchaudio_output(checkpoint: dict, s: Wav2Vec2Settings, wavs: torch.Tensor) -> torch.Tensor:
+def torchaudio_output(
+    checkpoint: dict, s: Wav2Vec2Settings, wavs: torch.Tensor
+) -> list[torch.Tensor]:
     """The file read by torchaudio's fairseq key mapping into torchaudio's own model."""
     from torchaudio.models import wav2vec2_model
     from torchaudio.models.wav2vec2.utils import import_fairseq
@@ -242,7 +263,7 @@ def torchaudio_output(checkpoint: dict, s: Wav2Vec2Settings, wavs: torch.Tensor)
     # _convert_state_dict is what import_fairseq_model applies to a fairseq model's weights; it
     # rejects any key that is not fairseq's, and the load below is strict.
     model.load_state_dict(import_fairseq._convert_state_dict(checkpoint["model"]))
-    return model.eval()(wavs, LENGTHS)[0]
+    return one_by_one(lambda wav: [model.eval()(wav)[0]], wavs)
 
 
 @VARIANTS
@@ -290,7 +311,7 @@ def test_fairseq_checkpoint_keeps_quantiser_and_projections(tmp_path, variant):
     frames = model.output_lengths(LENGTHS)
     assert_states_equal(hidden_states(model), reference_states(source.model.wav2vec2, wavs), frames)
     final = torchaudio_output(torch.load(path, weights_only=True), s, wavs)
-    assert_states_equal(hidden_states(model)[-1:], [final], frames)
+    assert_states_equal(hidden_states(model)[-1:], final, frames)
 
 
 def test_legacy_fairseq_args_and_unimportable_training_state(tmp_path):

@@ -252,3 +252,39 @@ def test_conv_recogniser_checkpoint_reloads_as_conv(tmp_path):
     encoded = encode_frozen(recogniser.upstream, cache, 2.0, progress=False)
     hyps = transcribe(recogniser.downstream, recogniser.tokenizer, encoded, 10_000)
     assert len(hyps) == len(texts)
+
+
+def _tiny_upstreams():
+    from tests_paths import REPO
+
+    from sslgrid.config import load_config
+    from sslgrid.models.factory import UPSTREAMS
+
+    config = load_config(REPO / "config.yaml")
+    for name in UPSTREAMS:
+        yield name, ({} if name == "fbank" else config["models"][name]["sizes"]["tiny"])
+
+
+@pytest.mark.parametrize(
+    "name,args", list(_tiny_upstreams()), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_an_utterance_encodes_the_same_alone_and_in_a_padded_batch(name, args):
+    """What a test utterance is turned into must not depend on which utterances share its
+    batch: one-per-batch and all-in-one-batch encodings agree for every upstream."""
+    from sslgrid.asr.finetune import encode_frozen
+    from sslgrid.features.store import FeatureCache
+
+    torch.manual_seed(0)
+    model = build_upstream(name, args, FBANK)
+    seconds = [1.0, 2.5, 0.6, 1.7]
+    if model.input_kind == "wav":
+        items = [(torch.randn(int(s * 16000)) * 3000).short() for s in seconds]
+        cache = FeatureCache([str(i) for i in range(4)], items, FBANK, "wav")
+    else:
+        items = [torch.randn(int(s * 100), 80).half() for s in seconds]
+        cache = FeatureCache([str(i) for i in range(4)], items, FBANK)
+    alone = encode_frozen(model, cache, 0.5, progress=False)  # every batch holds one utterance
+    together = encode_frozen(model, cache, 60.0, progress=False)  # one batch, padded to 2.5 s
+    for a, b in zip(alone, together, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a.float(), b.float(), atol=2e-3, rtol=2e-3)

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from sslgrid.models.upstream import conv_output_lengths
-from sslgrid.models.wav2vec2 import Wav2Vec2, Wav2Vec2Settings, wav2vec2_base, wav2vec2_tiny
+from sslgrid.models.wav2vec2 import (
+    MaskedGroupNorm,
+    Wav2Vec2,
+    Wav2Vec2Settings,
+    wav2vec2_base,
+    wav2vec2_tiny,
+)
 
 # Smaller than the tiny size, for tests of behaviour rather than of the size itself.
 SMALL = {
@@ -73,9 +79,10 @@ def test_forward_returns_every_layer_in_training_mode_despite_layerdrop():
 
 
 @pytest.mark.parametrize("normalize", [False, True])
-def test_padding_does_not_change_valid_frames_with_layer_norm_encoder(normalize):
+@pytest.mark.parametrize("variant", [{}, XLSR_LIKE], ids=["group-norm", "layer-norm"])
+def test_padding_does_not_change_valid_frames(variant, normalize):
     torch.manual_seed(0)
-    model = Wav2Vec2(wav2vec2_tiny(**XLSR_LIKE, normalize_waveform=normalize)).eval()
+    model = Wav2Vec2(wav2vec2_tiny(**variant, normalize_waveform=normalize)).eval()
     wav = glides([9000])
     alone = model(wav, torch.tensor([9000])).hidden_states
     padded = torch.randn(2, 16000)  # the padding of the first row is noise, not zeros
@@ -84,6 +91,38 @@ def test_padding_does_not_change_valid_frames_with_layer_norm_encoder(normalize)
     n = int(batched.lengths[0])
     for a, b in zip(alone, batched.hidden_states, strict=True):
         torch.testing.assert_close(a[0, :n], b[0, :n])
+
+
+def test_masked_group_norm_is_group_norm_of_each_utterance_alone():
+    torch.manual_seed(0)
+    reference = torch.nn.GroupNorm(4, 8)
+    with torch.no_grad():
+        reference.weight.normal_()
+        reference.bias.normal_()
+    masked = MaskedGroupNorm(4, 8)
+    masked.load_state_dict(reference.state_dict())
+    x = torch.randn(3, 8, 50) * 3 + 1
+    assert torch.equal(masked(x), reference(x))  # no lengths set: plain group norm
+    masked.frame_lengths = torch.tensor([50, 31, 7])
+    out = masked(x)
+    for i, n in enumerate([50, 31, 7]):
+        torch.testing.assert_close(out[i, :, :n], reference(x[i : i + 1, :, :n])[0])
+    # The padding influences nothing: replace it and the valid frames stay as they were.
+    noisy = x.clone()
+    noisy[1, :, 31:] = 1e3
+    torch.testing.assert_close(masked(noisy)[1, :, :31], out[1, :, :31])
+
+
+def test_base_encoder_keeps_the_checkpoint_layout():
+    model = Wav2Vec2(wav2vec2_tiny())
+    norm = model.model.wav2vec2.feature_extractor.conv_layers[0].layer_norm
+    assert isinstance(norm, MaskedGroupNorm) and norm.frame_lengths is None
+    from transformers import Wav2Vec2ForPreTraining
+
+    plain = Wav2Vec2ForPreTraining(model.settings.to_hf_config())
+    assert set(plain.state_dict()) == set(model.model.state_dict())
+    model(glides([4000, 3000]), torch.tensor([4000, 3000]))
+    assert norm.frame_lengths is None  # the lengths do not outlive the call
 
 
 def test_masks_cover_valid_frames_only_at_the_expected_rate():

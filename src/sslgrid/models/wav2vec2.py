@@ -34,6 +34,50 @@ from sslgrid.models.upstream import (
 FEATURE_NORMS = ("group", "layer")
 
 
+def masked_group_norm(
+    x: torch.Tensor,
+    frame_lengths: torch.Tensor,
+    num_groups: int,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Group norm of padded frames with statistics over each utterance's valid frames only.
+
+    ``x`` is (B, C, T), or (B, T, C) with ``channels_last``; the result is float32 (as group
+    norm under autocast) and, on valid frames, equal to group norm of the utterance alone.
+    """
+    x = x.float()
+    if channels_last:
+        x = x.transpose(1, 2)
+    batch, channels, frames = x.shape
+    valid = padding_mask(frame_lengths.to(x.device), frames)[:, None, None, :]
+    grouped = x.reshape(batch, num_groups, channels // num_groups, frames)
+    count = (frame_lengths.to(x.device, torch.float32) * (channels // num_groups)).clamp_min(1)
+    count = count[:, None, None, None]
+    mean = (grouped * valid).sum((2, 3), keepdim=True) / count
+    var = ((grouped - mean) * valid).pow(2).sum((2, 3), keepdim=True) / count
+    out = ((grouped - mean) * torch.rsqrt(var + eps)).reshape(batch, channels, frames)
+    if weight is not None:
+        out = out * weight[:, None] + bias[:, None]
+    return out.transpose(1, 2) if channels_last else out
+
+
+class MaskedGroupNorm(torch.nn.GroupNorm):
+    """``nn.GroupNorm`` (same parameters) that, while :attr:`frame_lengths` is set, takes its
+    statistics over the valid frames of each utterance only (:func:`masked_group_norm`)."""
+
+    frame_lengths: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frame_lengths is None:
+            return super().forward(x)
+        return masked_group_norm(
+            x, self.frame_lengths, self.num_groups, self.weight, self.bias, self.eps
+        )
+
+
 @dataclass(frozen=True)
 class Wav2Vec2Settings:
     """wav2vec 2.0 architecture and pre-training objective; the defaults are the paper's BASE.
@@ -44,8 +88,8 @@ class Wav2Vec2Settings:
         conv_stride: stride of each feature-encoder convolution; their product is the hop.
         conv_bias: whether the feature-encoder convolutions have a bias (XLSR: yes, BASE: no).
         feat_extract_norm: ``"group"``: one group norm after the first convolution, statistics
-            over the whole (padded) utterance (BASE); ``"layer"``: a layer norm per frame after
-            every convolution (LARGE / XLSR), which makes the features independent of padding.
+            over each utterance (BASE); ``"layer"``: a layer norm per frame after every
+            convolution (LARGE / XLSR).
         hidden_size: Transformer width, i.e. the output dimension of every hidden state.
         num_layers: Transformer layers.
         num_heads: attention heads per layer.
@@ -265,11 +309,12 @@ class Wav2Vec2(WaveformUpstream):
     always returns ``num_layers`` hidden states (dropout still applies in training mode).
 
     Padding: the Transformer gets an attention mask, so padded frames are never attended to,
-    and padded samples are zeroed first. With ``feat_extract_norm="layer"`` valid frames are
-    then exactly independent of padding. With ``"group"`` (BASE) the first convolution's group
-    norm takes its statistics over the whole padded row, so a padded utterance's features shift
-    slightly with the amount of padding (as in fairseq, which avoids padding BASE batches by
-    cropping them).
+    and padded samples are zeroed first. With ``feat_extract_norm="group"`` (BASE) the first
+    convolution's group norm takes its statistics over each utterance's valid frames only
+    (:class:`MaskedGroupNorm`; ``transformers`` and fairseq take them over the padded row, and
+    fairseq therefore crops BASE batches instead of padding them). Valid frames are thus
+    independent of padding with either norm: an utterance encodes the same alone or in any
+    batch, in pre-training as in fine-tuning.
     """
 
     feature_encoder_prefixes = ("model.wav2vec2.feature_extractor.",)
@@ -285,6 +330,12 @@ class Wav2Vec2(WaveformUpstream):
         self._kernels_strides = tuple(zip(settings.conv_kernel, settings.conv_stride, strict=True))
         # Counts optimiser updates for the Gumbel schedule; a buffer, so checkpoints carry it.
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        first = self.model.wav2vec2.feature_extractor.conv_layers[0]
+        if settings.feat_extract_norm == "group":
+            norm = first.layer_norm
+            masked = MaskedGroupNorm(norm.num_groups, norm.num_channels, norm.eps, norm.affine)
+            masked.load_state_dict(norm.state_dict())
+            first.layer_norm = masked
         if settings.feature_grad_mult != 1.0:
             self.model.wav2vec2.feature_extractor.register_forward_hook(self._scale_feature_grad)
 
@@ -369,7 +420,7 @@ class Wav2Vec2(WaveformUpstream):
         frame_lengths = self.output_lengths(lengths)
         num_frames = int(self.output_lengths(torch.tensor([wavs.shape[1]]))[0])
         no_mask = torch.zeros(wavs.shape[0], num_frames, dtype=torch.bool, device=wavs.device)
-        with self._without_layerdrop():
+        with self._without_layerdrop(), self.valid_frames(lengths):
             out = self.model.wav2vec2(
                 wavs,
                 attention_mask=padding_mask(lengths, wavs.shape[1]).long(),
@@ -381,6 +432,20 @@ class Wav2Vec2(WaveformUpstream):
         # transformers records the last layer before the final layer norm of the pre-LN variant.
         hidden_states[-1] = out.last_hidden_state
         return UpstreamOutput(hidden_states, frame_lengths)
+
+    @contextmanager
+    def valid_frames(self, lengths: torch.Tensor) -> Iterator[None]:
+        """Within this context ``self.model``'s group norm (BASE) skips the padding of a batch
+        with ``lengths`` valid samples per utterance; a no-op for the layer-norm encoder."""
+        norm = self.model.wav2vec2.feature_extractor.conv_layers[0].layer_norm
+        if not isinstance(norm, MaskedGroupNorm):
+            yield
+            return
+        norm.frame_lengths = conv_output_lengths(lengths, self._kernels_strides[:1])
+        try:
+            yield
+        finally:
+            norm.frame_lengths = None
 
     @contextmanager
     def _without_layerdrop(self) -> Iterator[None]:
@@ -457,12 +522,13 @@ class Wav2Vec2(WaveformUpstream):
         negatives = self.sample_negatives(mask)
         if self.training:
             self.model.set_gumbel_temperature(self.gumbel_temperature)
-        out = self.model(
-            wavs,
-            attention_mask=padding_mask(lengths, wavs.shape[1]).long(),
-            mask_time_indices=mask.to(wavs.device),
-            sampled_negative_indices=negatives.to(wavs.device),
-        )
+        with self.valid_frames(lengths):
+            out = self.model(
+                wavs,
+                attention_mask=padding_mask(lengths, wavs.shape[1]).long(),
+                mask_time_indices=mask.to(wavs.device),
+                sampled_negative_indices=negatives.to(wavs.device),
+            )
         if self.training:
             self.num_updates += 1
         return out.loss / mask.sum().clamp_min(1).to(out.loss.device)

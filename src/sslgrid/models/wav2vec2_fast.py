@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslgrid.models.upstream import padding_mask
+from sslgrid.models.upstream import conv_output_lengths, padding_mask
+from sslgrid.models.wav2vec2 import masked_group_norm
 
 
 def span_mask(
@@ -109,6 +110,7 @@ class _Static:
     conv_gemm: bool
     pos_conv: str
     group_norm: bool
+    norm_groups: int
     pre_ln: bool
     conv_strides: tuple[int, ...]
     pos_groups: int
@@ -187,6 +189,7 @@ def _grouped_conv_fft(
 
 def _features(
     wavs: torch.Tensor,
+    first_lengths: torch.Tensor,
     conv_weights: list[torch.Tensor],
     conv_biases: list[torch.Tensor | None],
     norm_weights: list[torch.Tensor | None],
@@ -198,7 +201,10 @@ def _features(
     s: _Static,
     training: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Waveforms (B, N) -> (projected features (B, T, D), layer-normed CNN output (B, T, C))."""
+    """Waveforms (B, N) -> (projected features (B, T, D), layer-normed CNN output (B, T, C)).
+
+    The group norm (BASE) takes its statistics over the ``first_lengths`` valid frames of the
+    first convolution's output, as :class:`~sslgrid.models.wav2vec2.MaskedGroupNorm` does."""
     if s.conv_gemm:
         x = wavs[:, :, None]
         for i, (w, b, stride) in enumerate(
@@ -206,9 +212,9 @@ def _features(
         ):
             x = _conv_gemm(x, w, b, stride)
             if s.group_norm and i == 0:
-                # One group per channel: statistics over time, per utterance and channel.
-                var, mean = torch.var_mean(x.float(), dim=1, keepdim=True, correction=0)
-                x = (x.float() - mean) * torch.rsqrt(var + 1e-5) * norm_weights[0] + norm_biases[0]
+                x = masked_group_norm(
+                    x, first_lengths, s.norm_groups, norm_weights[0], norm_biases[0], 1e-5, True
+                )
             elif not s.group_norm:
                 x = F.layer_norm(x, (x.shape[-1],), norm_weights[i], norm_biases[i], eps=1e-5)
             x = F.gelu(x)
@@ -219,7 +225,9 @@ def _features(
         ):
             x = F.conv1d(x, w, b, stride=stride)
             if s.group_norm and i == 0:
-                x = F.group_norm(x, x.shape[1], norm_weights[0], norm_biases[0], eps=1e-5)
+                x = masked_group_norm(
+                    x, first_lengths, s.norm_groups, norm_weights[0], norm_biases[0], 1e-5
+                )
             elif not s.group_norm:
                 x = F.layer_norm(
                     x.transpose(1, 2), (x.shape[1],), norm_weights[i], norm_biases[i], eps=1e-5
@@ -406,6 +414,9 @@ class FastPretrainer(nn.Module):
             conv_gemm=convs == "gemm",
             pos_conv=pos_conv,
             group_norm=settings.feat_extract_norm == "group",
+            norm_groups=getattr(
+                hf.wav2vec2.feature_extractor.conv_layers[0].layer_norm, "num_groups", 0
+            ),
             pre_ln=settings.do_stable_layer_norm,
             conv_strides=tuple(settings.conv_stride),
             pos_groups=settings.num_conv_pos_embedding_groups,
@@ -456,6 +467,7 @@ class FastPretrainer(nn.Module):
         norms = [getattr(layer, "layer_norm", None) for layer in convs]
         hidden, normed = self._features(
             wavs,
+            conv_output_lengths(lengths, up._kernels_strides[:1]),
             [layer.conv.weight for layer in convs],
             [layer.conv.bias for layer in convs],
             [n.weight if n is not None else None for n in norms],
