@@ -10,11 +10,13 @@ from sslgrid.models.factory import load_upstream, upstream_spec
 from sslgrid.models.upstream import padding_mask
 from sslgrid.models.wav2vec2 import Wav2Vec2, wav2vec2_tiny
 from sslgrid.models.wav2vec2_fast import (
+    POS_CONVS,
     FastPretrainer,
     _grouped_conv_fft,
     _grouped_conv_gemm,
     sample_distractors,
     span_mask,
+    time_position_convs,
 )
 from sslgrid.train.pretrain import pretrain_upstream
 
@@ -133,6 +135,50 @@ def test_grouped_position_convolution_as_matrix_products_equals_conv1d():
 def test_bad_implementation_name_is_refused():
     with pytest.raises(ValueError, match="pos_conv is 'winograd'"):
         FastPretrainer(Wav2Vec2(wav2vec2_tiny()), pos_conv="winograd")
+
+
+def _fixed_draws(model, wavs, lengths):
+    frames = model.output_lengths(lengths)
+    mask = span_mask(frames, int(frames[0]), 0.65, 10, 2)
+    return mask, sample_distractors(mask, 50)
+
+
+def test_auto_position_convolution_is_conv1d_on_the_cpu():
+    torch.manual_seed(0)
+    model = Wav2Vec2(wav2vec2_tiny()).eval()
+    fast = FastPretrainer(model)
+    assert fast.pos_conv == "auto"
+    wavs, lengths = torch.randn(2, 8000), torch.tensor([8000, 6000])
+    fast(wavs, lengths, *_fixed_draws(model, wavs, lengths))
+    assert fast.pos_conv == "cudnn"
+
+
+def test_timed_position_convolution_keeps_the_fastest_and_the_loss(caplog):
+    torch.manual_seed(0)
+    model = Wav2Vec2(wav2vec2_tiny(hidden_dropout=0.0, feat_proj_dropout=0.0)).eval()
+    wavs, lengths = torch.randn(2, 8000), torch.tensor([8000, 6000])
+    draws = _fixed_draws(model, wavs, lengths)
+    timed = FastPretrainer(model, pos_conv="timed")
+    with caplog.at_level("INFO", logger="sslgrid.models.wav2vec2_fast"):
+        loss = timed(wavs, lengths, *draws)
+    assert timed.pos_conv in POS_CONVS
+    assert f"position convolution: {timed.pos_conv} (" in caplog.text
+    assert all(f"{impl} " in caplog.text for impl in POS_CONVS)  # every one was timed
+    reference = FastPretrainer(model, pos_conv="cudnn")(wavs, lengths, *draws)
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-5)
+    # Chosen once: later calls do not time again.
+    caplog.clear()
+    with caplog.at_level("INFO", logger="sslgrid.models.wav2vec2_fast"):
+        timed(wavs, lengths, *draws)
+    assert "position convolution" not in caplog.text
+
+
+def test_position_convolution_timings_cover_every_implementation():
+    x, w, b = torch.randn(2, 40, 32), torch.randn(32, 4, 16), torch.randn(32)
+    seconds = time_position_convs(x, w, b, groups=8, repeats=2)
+    assert set(seconds) == set(POS_CONVS)
+    assert all(v > 0 for v in seconds.values())
+    assert not x.requires_grad and w.grad is None  # the caller's tensors are left alone
 
 
 def test_compiled_step_matches_eager():

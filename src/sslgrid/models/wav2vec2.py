@@ -366,7 +366,7 @@ class Wav2Vec2(WaveformUpstream):
         enabled: bool = True,
         compile: bool = False,
         convs: str = "gemm",
-        pos_conv: str = "cudnn",
+        pos_conv: str = "auto",
     ) -> None:
         """Compute :meth:`pretrain_loss` with :class:`FastPretrainer` (same loss, drawn on the
         device, optionally compiled) instead of ``transformers``' pre-training forward."""

@@ -29,8 +29,10 @@ distractors are uniform over the other masked frames of the same utterance.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,8 @@ from torch import nn
 
 from sslgrid.models.upstream import conv_output_lengths, padding_mask
 from sslgrid.models.wav2vec2 import masked_group_norm
+
+log = logging.getLogger(__name__)
 
 
 def span_mask(
@@ -187,6 +191,50 @@ def _grouped_conv_fft(
     return out.reshape(batch, out_dim, frames).transpose(1, 2) + bias
 
 
+POS_CONVS = ("cudnn", "gemm", "fft")
+
+
+def position_conv(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int, impl: str
+) -> torch.Tensor:
+    """The position embedding's "same"-padded grouped convolution of channels-last ``x``
+    (B, T, D), keeping T frames, by implementation ``impl`` (one of :data:`POS_CONVS`)."""
+    if impl == "gemm":
+        return _grouped_conv_gemm(x, weight, bias, groups)
+    if impl == "fft":
+        return _grouped_conv_fft(x, weight, bias, groups).to(x.dtype)
+    kernel = weight.shape[-1]
+    out = F.conv1d(x.transpose(1, 2), weight, bias, padding=kernel // 2, groups=groups)
+    return out[:, :, : x.shape[1]].transpose(1, 2)
+
+
+def time_position_convs(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    groups: int,
+    candidates: tuple[str, ...] = POS_CONVS,
+    repeats: int = 3,
+) -> dict[str, float]:
+    """Seconds per forward and backward pass of each :func:`position_conv` implementation
+    on tensors shaped like ``x`` and ``weight``, in the caller's autocast, after one warm-up
+    pass each (cuDNN's algorithm choice, FFT plans); eager, not compiled."""
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    inputs = [t.detach().requires_grad_() for t in (x, weight, bias)]
+    seconds = {}
+    with torch.enable_grad():
+        for impl in candidates:
+            for i in range(repeats + 1):
+                if i == 1:
+                    sync()
+                    started = time.perf_counter()
+                out = position_conv(*inputs, groups, impl)
+                torch.autograd.grad(out.float().sum(), inputs)
+            sync()
+            seconds[impl] = (time.perf_counter() - started) / repeats
+    return seconds
+
+
 def _features(
     wavs: torch.Tensor,
     first_lengths: torch.Tensor,
@@ -257,16 +305,7 @@ def _context_input(
     x = torch.where(mask[..., None], mask_embed.to(hidden.dtype), hidden)
     x = x * valid[..., None].to(x.dtype)
     weight = torch._weight_norm(pos_v, pos_g, 2)
-    if s.pos_conv == "gemm":
-        pos = _grouped_conv_gemm(x, weight, pos_b, s.pos_groups)
-    elif s.pos_conv == "fft":
-        pos = _grouped_conv_fft(x, weight, pos_b, s.pos_groups).to(x.dtype)
-    else:
-        pos = F.conv1d(
-            x.transpose(1, 2), weight, pos_b, padding=s.pos_kernel // 2, groups=s.pos_groups
-        )
-        pos = pos[:, :, : x.shape[1]].transpose(1, 2)
-    x = x + F.gelu(pos)
+    x = x + F.gelu(position_conv(x, weight, pos_b, s.pos_groups, s.pos_conv))
     if not s.pre_ln:
         x = F.layer_norm(x, (x.shape[-1],), ln_w, ln_b, eps=s.layer_norm_eps)
     return F.dropout(x, s.hidden_dropout, training)
@@ -386,7 +425,11 @@ class FastPretrainer(nn.Module):
     it can be built once and used for the whole of training, with any optimiser. ``convs``:
     ``gemm`` runs the waveform CNN channels-last as matrix products (:func:`_conv_gemm`),
     ``cudnn`` as ``conv1d``; ``pos_conv`` likewise for the grouped convolution of the position
-    embedding (:func:`_grouped_conv_gemm`), or ``fft`` (:func:`_grouped_conv_fft`). ``compile``
+    embedding (:func:`_grouped_conv_gemm`), or ``fft`` (:func:`_grouped_conv_fft`), or
+    ``timed``: on the first call, the fastest of the three on that batch's shape
+    (:func:`time_position_convs`, logged; kept in :attr:`pos_conv`); ``auto`` is ``timed`` on
+    CUDA, where cuDNN's kernel for this convolution can take most of the step, and ``cudnn``
+    elsewhere, so that CPU runs do not depend on a timing. ``compile``
     compiles the four regions with ``torch.compile`` (on CUDA; CPU compilation works too but
     is slow to start). Autocast is the caller's: run it under ``torch.autocast("cuda",
     torch.bfloat16)`` for bf16 matrix products; the Gumbel softmax, the logits and the loss are
@@ -398,12 +441,12 @@ class FastPretrainer(nn.Module):
         upstream: nn.Module,
         compile: bool = False,
         convs: str = "gemm",
-        pos_conv: str = "cudnn",
+        pos_conv: str = "auto",
     ) -> None:
         if convs not in ("gemm", "cudnn"):
             raise ValueError(f"convs is {convs!r}; allowed: 'gemm', 'cudnn'")
-        if pos_conv not in ("gemm", "fft", "cudnn"):
-            raise ValueError(f"pos_conv is {pos_conv!r}; allowed: 'gemm', 'fft', 'cudnn'")
+        if pos_conv not in (*POS_CONVS, "timed", "auto"):
+            raise ValueError(f"pos_conv is {pos_conv!r}; allowed: {[*POS_CONVS, 'timed', 'auto']}")
         super().__init__()
         # Not registered as a submodule: the upstream's parameters belong to the upstream.
         object.__setattr__(self, "upstream", upstream)
@@ -442,6 +485,30 @@ class FastPretrainer(nn.Module):
         self._context_input = wrap(_context_input)
         self._layer = wrap(_layer)
         self._loss = wrap(_loss)
+
+    @property
+    def pos_conv(self) -> str:
+        """The position convolution's implementation (``timed`` / ``auto`` until the first
+        call has chosen one)."""
+        return self.shapes.pos_conv
+
+    def _choose_pos_conv(self, hidden: torch.Tensor, pos, bias: torch.Tensor) -> _Static:
+        """Fix ``timed`` / ``auto`` to one implementation, timed on ``hidden``'s shape."""
+        s = self.shapes
+        if s.pos_conv == "auto" and not hidden.is_cuda:
+            self.shapes = replace(s, pos_conv="cudnn")
+            return self.shapes
+        weight = torch._weight_norm(pos.original1, pos.original0, 2)
+        seconds = time_position_convs(hidden, weight, bias, s.pos_groups)
+        chosen = min(seconds, key=seconds.get)
+        log.info(
+            "position convolution: %s (%s per forward and backward, batch of %d x %d frames)",
+            chosen,
+            ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in seconds.items()),
+            *hidden.shape[:2],
+        )
+        self.shapes = replace(s, pos_conv=chosen)
+        return self.shapes
 
     def forward(
         self,
@@ -496,6 +563,8 @@ class FastPretrainer(nn.Module):
         negatives = negatives.to(hidden.device)
         encoder = w2v.encoder
         pos = encoder.pos_conv_embed.conv.parametrizations.weight
+        if s.pos_conv in ("timed", "auto"):
+            s = self._choose_pos_conv(hidden, pos, encoder.pos_conv_embed.conv.bias)
         x = self._context_input(
             hidden,
             mask,
