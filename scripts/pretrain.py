@@ -13,7 +13,15 @@ from sslgrid.config import load_config
 from sslgrid.corpora.subsets import SubsetError, nested_subset_by_hours, parse_amount
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import pool_cache, pool_id, pooled_cmvn
-from sslgrid.grid import cache_name, continued_from, family, is_imported, model_args, pool_corpora
+from sslgrid.grid import (
+    cache_name,
+    continued_from,
+    family,
+    is_imported,
+    model_args,
+    pool_corpora,
+    pretrain_settings,
+)
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
 from sslgrid.train.distributed import close_world, init_world
@@ -44,7 +52,10 @@ def main() -> None:
     setup_logging(args.log, logging.INFO if world.is_main else logging.WARNING)
     config = load_config(args.config)
     torch.set_num_threads(max(1, args.threads // world.local_size))
-    pt = config["pretrain"]
+    pt = pretrain_settings(config, args.model)
+    own = {k: v for k, v in pt.items() if v != config["pretrain"].get(k)}
+    if own:
+        logging.info("models.%s.pretrain: %s (instead of the pretrain section's)", args.model, own)
 
     corpora = pool_corpora(args.pool, config)
     cache = pool_cache(args.data_dir, corpora, cache_name(args.model, "train", config))

@@ -47,6 +47,13 @@ def test_wrong_type_names_the_key():
     assert "pretrain.epochs" in msg and "integer" in msg
 
 
+def test_a_models_own_pretraining_settings_are_checked_by_name():
+    msg = broken(lambda c: c["models"]["cpc"].update(pretrain={"lr": 2e-4}))
+    assert "models.cpc.pretrain" in msg and "'lr'" in msg and "'learning_rate'" in msg
+    msg = broken(lambda c: c["models"]["cpc"].update(pretrain={"learning_rate": 0}))
+    assert "models.cpc.pretrain.learning_rate" in msg
+
+
 def test_bad_amount_says_what_is_expected():
     msg = broken(lambda c: c["pretrain"].update(amounts=["lots"]))
     assert "pretrain.amounts.0" in msg and "'all'" in msg and "positive number" in msg

@@ -32,6 +32,7 @@ from sslgrid.grid import (
     pool_amounts,
     pool_columns,
     pool_corpora,
+    pretrain_settings,
     stage_cells,
     training_settings,
     upstream_cells,
@@ -77,6 +78,19 @@ def test_a_cells_training_settings_leave_out_the_grid_axes():
     continued = training_settings(config, "pretrain", "cs-then-nl")
     assert continued["continued"] == {"cs-then-nl": {"from": "fillets-cs", "then": "fillets-nl"}}
     assert "mixes" not in continued
+
+
+def test_a_models_own_pretraining_settings_replace_the_sections():
+    config = grid()
+    config["models"]["apc"].pop("pretrain", None)
+    config["models"]["cpc"]["pretrain"] = {"learning_rate": 2e-4, "batch_seconds": 30.0}
+    config = validate_config(config)
+    cpc = pretrain_settings(config, "cpc")
+    assert cpc["learning_rate"] == 2e-4 and cpc["batch_seconds"] == 30.0
+    assert cpc["epochs"] == config["pretrain"]["epochs"]
+    assert pretrain_settings(config, "apc") == config["pretrain"]
+    # Imported checkpoints have no models entry: the section's settings.
+    assert pretrain_settings(config, "offshelf") == config["pretrain"]
 
 
 def test_a_continued_pool_has_only_the_largest_amount():

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from fillets_fixture import make_fillets_packages
 
@@ -153,6 +154,12 @@ def test_snakemake_runs_the_whole_dag(tmp_path):
     logs = ["corpus/fillets-nl.log", "pretrain/offshelf/fillets-nl/all.log"]
     for log in logs + [f"pretrain/{m}/fillets-nl/all.log" for m in UPSTREAMS if m != "fbank"]:
         assert (workdir / "logs" / log).stat().st_size > 0
+    # Each pre-training job trained with its model's own settings where it has them.
+    for model in config["pretrain"]["models"]:
+        own = (config["models"].get(model) or {}).get("pretrain") or {}
+        path = workdir / "results" / "pretrain" / model / "fillets-nl" / "all" / "model.pt"
+        training = torch.load(path, map_location="cpu", weights_only=False)["config"]["training"]
+        assert training == {**{k: config["pretrain"][k] for k in training}, **own}, model
     # Everything is up to date: a second run has nothing to do.
     again = subprocess.run([*cmd, "-n"], env=env, capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout + again.stderr

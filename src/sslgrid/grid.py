@@ -321,6 +321,13 @@ def training_settings(
     return settings
 
 
+def pretrain_settings(config: dict[str, Any], model: str) -> dict[str, Any]:
+    """The pretrain section with ``models.<model>.pretrain``'s settings in place of its own
+    (a model trained from our own architectures may set its learning rate, batch, epochs)."""
+    own = (config["models"].get(model) or {}).get("pretrain") or {}
+    return {**config["pretrain"], **own}
+
+
 def training_keys(
     config: dict[str, Any], section: str, written: dict[str, Any] | None = None
 ) -> list[str]:
