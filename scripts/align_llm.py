@@ -25,6 +25,7 @@ from sslgrid.st.encoder import load_encoder
 from sslgrid.st.model import SpeechLLM, SpeechLLMConfig
 from sslgrid.st.projector import stack_for
 from sslgrid.st.train import align_llm, make_examples
+from sslgrid.train.checkpoint import input_fingerprints
 from sslgrid.train.distributed import pick_device
 
 
@@ -126,6 +127,13 @@ def main() -> None:
         "upstream": spec,
         "pretrained": str(args.pretrained) if args.pretrained else None,
         "llm_dir": str(args.llm_dir),
+        # A rerun on a re-trained encoder or LM, or re-computed features, starts over.
+        "inputs": input_fingerprints(
+            args.pretrained,
+            args.llm_dir,
+            *(feats / cache_name(args.upstream, split, config) for split in ("train", "dev")),
+            *(manifests / f"cuts_{split}.jsonl.gz" for split in ("train", "dev")),
+        ),
         "speech_llm": speech_config.to_dict(),
         "corpus": corpus,
         "training": {

@@ -18,6 +18,7 @@ from sslgrid.features.store import FeatureCache, load_cache
 from sslgrid.grid import cache_name, family, is_imported
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
+from sslgrid.train.checkpoint import input_fingerprints
 from sslgrid.train.distributed import close_world, init_world
 
 
@@ -134,9 +135,18 @@ def main() -> None:
         downstream = LinearHeadConfig(dropout=ft["full"]["dropout"], frame_repeat=repeat)
     else:
         downstream = DownstreamConfig(**ft["downstream"], frame_repeat=repeat)
+    imported = config["imported"].get(args.upstream) if args.pretrained is None else None
     run_config = {
         "upstream": spec,
         "pretrained": str(args.pretrained) if args.pretrained else None,
+        # A rerun on a re-trained upstream or re-computed features starts over (see there).
+        "inputs": input_fingerprints(
+            args.pretrained,
+            imported["path"] if imported else None,
+            *(feats / cache_name(args.upstream, split, config) for split in ("train", "dev")),
+            *(manifests / f"cuts_{split}.jsonl.gz" for split in ("train", "dev")),
+            feats / "cmvn.pt" if args.upstream == "fbank" else None,
+        ),
         "corpus": corpus,
         "mode": args.mode,
         "labelled": args.labelled,

@@ -24,6 +24,7 @@ from sslgrid.grid import (
 )
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
+from sslgrid.train.checkpoint import input_fingerprints
 from sslgrid.train.distributed import close_world, init_world
 from sslgrid.train.pretrain import pretrain_upstream
 
@@ -119,6 +120,19 @@ def main() -> None:
     run_config = {
         "upstream": upstream_spec(family(args.model, config), arch, fbank),
         "init": init,
+        # A rerun on a re-trained initial model or re-computed features starts over.
+        "inputs": input_fingerprints(
+            init,
+            *(
+                args.data_dir / folder / c / name
+                for c in corpora
+                for folder, name in (
+                    ("features", cache_name(args.model, "train", config)),
+                    ("features", "cmvn.pt"),
+                    ("manifests", "cuts_train.jsonl.gz"),
+                )
+            ),
+        ),
         "pool": args.pool,
         "amount": args.amount,
         "utterances": len(ids),

@@ -1,5 +1,6 @@
 """Checkpoints, resuming, batching and nested subsets."""
 
+import os
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ from sslgrid.train.batching import duration_batches
 from sslgrid.train.checkpoint import (
     atomic_save,
     epoch_checkpoints,
+    input_fingerprints,
     load_newest_checkpoint,
     save_epoch_checkpoint,
 )
@@ -92,8 +94,9 @@ t.run_pretrain(__import__('pathlib').Path({str(out)!r}), epochs=3)
         torch.testing.assert_close(a, b)
 
 
-def test_checkpoints_of_a_different_configuration_are_set_aside_not_mixed(tmp_path):
+def test_checkpoints_of_a_different_configuration_are_set_aside_not_mixed(tmp_path, caplog):
     run_pretrain(tmp_path / "model.pt", epochs=1)
+    caplog.set_level("INFO")
     model = APC(APCConfig(num_layers=1, hidden_size=16), FBANK)
     config = {
         "upstream": upstream_spec("apc", {"num_layers": 1, "hidden_size": 16}, FBANK),
@@ -114,6 +117,28 @@ def test_checkpoints_of_a_different_configuration_are_set_aside_not_mixed(tmp_pa
     assert [h["epoch"] for h in state.history] == [1, 2]
     assert [e for e, _ in epoch_checkpoints(tmp_path / "checkpoints.stale-1")] == [1]
     assert torch.load(tmp_path / "model.pt", weights_only=False)["config"] == config
+    # The log says what happened: set aside, not resumed.
+    assert "different configuration" in caplog.text and "resuming" not in caplog.text
+
+
+def test_input_fingerprints_change_when_an_input_is_rewritten(tmp_path):
+    model, caches = tmp_path / "model.pt", tmp_path / "llm"
+    model.write_bytes(b"weights")
+    caches.mkdir()
+    (caches / "a.bin").write_bytes(b"a")
+    (caches / "sub").mkdir()
+    (caches / "sub" / "b.bin").write_bytes(b"bb")
+    before = input_fingerprints(model, caches, None)
+    assert set(before) == {str(model), str(caches / "a.bin"), str(caches / "sub" / "b.bin")}
+    assert input_fingerprints(model, caches) == before  # nothing rewritten: resumable
+    # The same size and bytes, written again (a re-trained upstream of the same shape).
+    model.write_bytes(b"weights")
+    os.utime(model, ns=(1, 1))
+    after = input_fingerprints(model, caches)
+    assert after[str(model)] != before[str(model)]
+    assert {k: v for k, v in after.items() if k != str(model)} == {
+        k: v for k, v in before.items() if k != str(model)
+    }
 
 
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):

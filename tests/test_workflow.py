@@ -171,6 +171,19 @@ def test_snakemake_runs_the_whole_dag(tmp_path):
     html = (workdir / "results" / "report.html").read_text(errors="replace")
     for item in ("wer_table.csv", "wer_by_upstream.png", "wer_vs_hours.png", "config.yaml"):
         assert item in html, item
+    # A re-trained upstream is rewritten: its fine-tuning reruns and starts over rather than
+    # resume the checkpoints of the run on the old upstream (which would skip all training).
+    (finetuned,) = (workdir / "results" / "finetune" / "apc" / "fillets-nl" / "all").glob(
+        "*/model.pt"
+    )
+    os.utime(workdir / "results" / "pretrain" / "apc" / "fillets-nl" / "all" / "model.pt")
+    target = str(finetuned.relative_to(workdir))
+    rerun = subprocess.run(
+        [*cmd[: -len(TABLE_AND_PLOTS)], target], env=env, capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    log = (workdir / "logs" / Path(target).parent.relative_to("results")).with_suffix(".log")
+    assert "written with a different configuration" in log.read_text()
 
 
 @pytest.mark.e2e

@@ -25,6 +25,26 @@ log = logging.getLogger(__name__)
 CKPT_PATTERN = re.compile(r"^epoch-(\d+)\.pt$")
 
 
+def input_fingerprints(*paths: str | Path | None) -> dict[str, str]:
+    """Size and modification time (ns) of every file a training run reads, by path.
+
+    They go into the run's configuration, which a checkpoint is resumed under only if it is
+    unchanged: a rerun after an input was rewritten (a re-trained upstream, re-computed
+    features) starts over instead of continuing a run on the old input. A folder stands for
+    the files under it; None is skipped.
+    """
+    found: dict[str, str] = {}
+    for path in paths:
+        if path is None:
+            continue
+        path = Path(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            stat = file.stat()
+            found[str(file)] = f"{stat.st_size}:{stat.st_mtime_ns}"
+    return found
+
+
 def rng_state() -> dict[str, Any]:
     return {
         "python": random.getstate(),
@@ -125,14 +145,19 @@ def _non_finite_weights(weights: Any) -> list[str]:
     ]
 
 
-def load_newest_checkpoint(folder: str | Path) -> dict[str, Any] | None:
-    """The newest readable epoch checkpoint in ``folder``, or None when there is none."""
+def newest_checkpoint(folder: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable epoch checkpoint in ``folder`` and its path; None when none."""
     for _, path in reversed(epoch_checkpoints(folder)):
         try:
             state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:  # a truncated or corrupt file: fall back to an older one
             log.warning("checkpoint %s is unreadable (%s); trying an older one", path, err)
             continue
-        log.info("resuming from %s (epoch %d)", path, state["epoch"])
-        return state
+        return path, state
     return None
+
+
+def load_newest_checkpoint(folder: str | Path) -> dict[str, Any] | None:
+    """The newest readable epoch checkpoint in ``folder``, or None when there is none."""
+    found = newest_checkpoint(folder)
+    return None if found is None else found[1]

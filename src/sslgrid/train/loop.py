@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sslgrid.train.checkpoint import (
-    load_newest_checkpoint,
+    newest_checkpoint,
     rng_state,
     save_epoch_checkpoint,
     set_rng_state,
@@ -253,7 +253,8 @@ def run_epochs(
     by SIGTERM or SIGUSR1 (``sslgrid.train.preemption``) checkpoints after its current optimiser
     step and raises ``Preempted``, and the rerun resumes that epoch where it stopped.
     """
-    ckpt = load_newest_checkpoint(ckpt_dir)
+    found = newest_checkpoint(ckpt_dir)
+    ckpt = None if found is None else found[1]
     if ckpt is not None and ckpt["config"] != state.config:
         # The configuration changed (Snakemake reruns the job for it): never mix the two runs.
         # The old checkpoints are kept aside, not deleted, and training starts over.
@@ -266,6 +267,7 @@ def run_epochs(
         )
         ckpt = None
     if ckpt is not None:
+        log.info("resuming from %s (epoch %d)", found[0], ckpt["epoch"])
         state.restore(ckpt)
     with PreemptionGuard(ckpt_dir) as state.preemption:
         while state.epoch < epochs:
