@@ -118,7 +118,6 @@ class _Static:
     pre_ln: bool
     conv_strides: tuple[int, ...]
     pos_groups: int
-    pos_kernel: int
     num_heads: int
     num_groups: int
     num_vars: int
@@ -463,7 +462,6 @@ class FastPretrainer(nn.Module):
             pre_ln=settings.do_stable_layer_norm,
             conv_strides=tuple(settings.conv_stride),
             pos_groups=settings.num_conv_pos_embedding_groups,
-            pos_kernel=settings.num_conv_pos_embeddings,
             num_heads=settings.num_heads,
             num_groups=settings.num_codevector_groups,
             num_vars=settings.num_codevectors_per_group,
