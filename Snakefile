@@ -19,6 +19,7 @@ from sslgrid.grid import (  # noqa: E402
     cache_path,
     continued_from,
     finetune_cells,
+    finetune_flags,
     finetune_label,
     finetune_setting,
     held_out_of,

@@ -15,7 +15,7 @@ from sslgrid.config import load_config
 from sslgrid.corpora.subsets import SubsetError, nested_subset_by_hours, parse_amount
 from sslgrid.features.fbank import FbankConfig
 from sslgrid.features.store import FeatureCache, load_cache
-from sslgrid.grid import cache_name, family, is_imported
+from sslgrid.grid import cache_name, family, is_imported, repeat_seed
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
 from sslgrid.train.checkpoint import input_fingerprints
@@ -81,7 +81,15 @@ def main() -> None:
     parser.add_argument(
         "--labelled", default="all", help="hours of labelled data: 'all' or e.g. '0.5h'"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=0,
+        help="fine-tuning repeat (finetune.repeats): same labels, another training seed",
+    )
     args = parser.parse_args()
+    if args.repeat < 0:
+        parser.error(f"--repeat {args.repeat}: expected 0 or more")
     # Under torchrun: one process per GPU, which share the job's threads; rank 0 logs progress.
     world = init_world(args.device)
     setup_logging(args.log, logging.INFO if world.is_main else logging.WARNING)
@@ -129,13 +137,16 @@ def main() -> None:
         parser.error("the fbank baseline has nothing to fine-tune: it is only ever 'frozen'")
     train = labelled_subset(train, manifests / "cuts_train.jsonl.gz", args.labelled, config)
     learning_rate = ft["full"]["learning_rate"] if args.mode == "full" else ft["learning_rate"]
-    repeat = frame_repeat_for(upstream, ft["frame_rate_ms"])
+    frame_repeat = frame_repeat_for(upstream, ft["frame_rate_ms"])
     downstream: DownstreamConfig | LinearHeadConfig
     if args.mode == "full":
-        downstream = LinearHeadConfig(dropout=ft["full"]["dropout"], frame_repeat=repeat)
+        downstream = LinearHeadConfig(dropout=ft["full"]["dropout"], frame_repeat=frame_repeat)
     else:
-        downstream = DownstreamConfig(**ft["downstream"], frame_repeat=repeat)
+        downstream = DownstreamConfig(**ft["downstream"], frame_repeat=frame_repeat)
     imported = config["imported"].get(args.upstream) if args.pretrained is None else None
+    # The labelled subset above is drawn with the grid's seed whatever the repeat; the
+    # recogniser's initialisation, batch order and dropout follow the repeat's own seed.
+    seed = repeat_seed(config["seed"], args.repeat)
     run_config = {
         "upstream": spec,
         "pretrained": str(args.pretrained) if args.pretrained else None,
@@ -156,11 +167,15 @@ def main() -> None:
             **{k: ft[k] for k in ("epochs", "batch_seconds", "max_utterance_seconds")},
             "learning_rate": learning_rate,
         },
-        "seed": config["seed"],
+        "seed": seed,
+        # Only repeats after the first say so: the first trains as a grid without repeats.
+        **({"repeat": args.repeat} if args.repeat else {}),
     }
     logging.info(
         "fine-tuning on %s: %d train, %d dev utterances", corpus, len(train[1]), len(dev[1])
     )
+    if args.repeat:
+        logging.info("repeat %d: training seed %d", args.repeat, seed)
     train_recogniser = finetune_full if args.mode == "full" else finetune_frozen
     train_recogniser(
         upstream,
@@ -172,7 +187,7 @@ def main() -> None:
         epochs=ft["epochs"],
         batch_seconds=ft["batch_seconds"],
         learning_rate=learning_rate,
-        seed=config["seed"],
+        seed=seed,
         grad_accum=ft["grad_accum"],
         nonfinite=ft["nonfinite"],
         world=world,

@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config-out", type=Path, help="where to write the validated config (for the report)"
     )
+    parser.add_argument(
+        "--repeats-csv",
+        help="CSV of the cells fine-tuned more than once: mean, sd, min, max over the repeats",
+    )
     return parser.parse_args(argv)
 
 
@@ -53,11 +57,13 @@ def add_pool_columns(scores: list[dict], columns: dict[str, dict[str, str]]) -> 
 
 
 def add_finetune_columns(scores: list[dict], config: dict) -> None:
-    """Give each score its fine-tuning mode and hours of labelled data as coordinates."""
+    """Give each score its fine-tuning mode, hours of labelled data and repeat number (0: the
+    first fine-tuning) as coordinates."""
     for score in scores:
         setting = finetune_setting(config, score["coords"]["finetune"])
         score["coords"]["finetune_mode"] = setting.mode
         score["coords"]["labelled"] = setting.amount
+        score["coords"]["repeat"] = setting.repeat
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         score[PVALUE_COLUMN] = pvalue
     table = WerTable(scores)
     table.to_csv(args.csv)
+    if args.repeats_csv:
+        table.repeats_to_csv(args.repeats_csv)
     links = [
         f"data report: [{Path(r).parent.name}]({os.path.relpath(r, Path(args.md).parent)})"
         for r in args.data_reports

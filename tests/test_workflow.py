@@ -201,7 +201,10 @@ def test_dvc_repro_builds_the_same_table(tmp_path):
             REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
         )
     upstreams = ["fbank", "apc", "cpc"]  # one model of each input kind
-    (project / "config.yaml").write_text(yaml.safe_dump(tiny_config(packages, upstreams)))
+    config = tiny_config(packages, upstreams)
+    # A second fine-tuning of each headline cell (here: every cell) with its own seed.
+    config["finetune"]["repeats"] = {"count": 2, "cells": "headline"}
+    (project / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(project / "src")}
 
     def run(*args: str) -> None:
@@ -212,7 +215,26 @@ def test_dvc_repro_builds_the_same_table(tmp_path):
     run("dvc", "init", "-q")
     run("python", "scripts/write_dvc_yaml.py")
     run("dvc", "repro", "-q")
-    check_table(read_table(project / "results" / "wer_table.csv"), upstreams)
+    rows = read_table(project / "results" / "wer_table.csv")
+    check_table(rows, upstreams)
+    repeats = [int(r["repeat"]) for r in rows]
+    assert repeats.count(0) == repeats.count(1) == len(rows) // 2
+    summary = read_table(project / "results" / "wer_repeats.csv")
+    assert {r["model"] for r in summary} == set(upstreams)
+    assert {r["repeats"] for r in summary} == {"2"}
+    # The repeat trained on the same labels with another seed, to other weights.
+    from sslgrid.grid import repeat_seed
+
+    folder = project / "results" / "finetune" / "apc" / "fillets-nl" / "all"
+    first, second = (
+        torch.load(folder / name / "model.pt", map_location="cpu", weights_only=False)
+        for name in ("frozen-fillets-nl", "frozen-fillets-nl-r1")
+    )
+    assert first["config"]["seed"] == config["seed"] and "repeat" not in first["config"]
+    assert second["config"]["seed"] == repeat_seed(config["seed"], 1)
+    assert second["config"]["repeat"] == 1
+    assert first["config"]["labelled_utterances"] == second["config"]["labelled_utterances"]
+    assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
     # One grid cell can be rebuilt on its own.
     run("dvc", "repro", "-f", "-s", "pretrain@apc-fillets-nl-all")
 

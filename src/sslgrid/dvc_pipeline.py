@@ -206,6 +206,8 @@ def finetune_stage(config: dict[str, Any], written: dict[str, Any] | None = None
             "finetune": ft,
             "mode": setting.mode,
             "labelled": setting.amount,
+            # Leading space in the value, as with pretrained_flag; empty for the first repeat.
+            "repeat": f" --repeat {setting.repeat}" if setting.repeat else "",
             "pretrained": pretrained_flag(c),
             "upstream": upstream_source(c, config),
             "train_cache": cache_name(c.model, "train", config),
@@ -218,7 +220,7 @@ def finetune_stage(config: dict[str, Any], written: dict[str, Any] | None = None
         "do": {
             "cmd": "python scripts/finetune.py --config config.yaml --upstream ${item.model}"
             f"${{item.pretrained}} --mode ${{item.mode}} --labelled ${{item.labelled}}"
-            f" --out {out}/model.pt",
+            f"${{item.repeat}} --out {out}/model.pt",
             "deps": [
                 "scripts/finetune.py",
                 "src/sslgrid/asr",
@@ -346,7 +348,8 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
         + " --data-reports "
         + " ".join(reports)
         + " --config config.yaml --config-out results/config.yaml"
-        " --csv results/wer_table.csv --md results/wer_table.md",
+        " --csv results/wer_table.csv --md results/wer_table.md"
+        " --repeats-csv results/wer_repeats.csv",
         "deps": ["scripts/make_table.py", *scores, *reports],
         # The pools' language and domain columns and the fine-tuning settings' columns.
         "params": [
@@ -357,6 +360,7 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
                     "pretrain.continued",
                     "finetune.modes",
                     "finetune.amounts",
+                    "finetune.repeats",
                     "corpora",
                 ]
             }
@@ -364,6 +368,7 @@ def table_stage(config: dict[str, Any]) -> dict[str, Any]:
         "outs": [
             "results/wer_table.csv",
             "results/wer_table.md",
+            "results/wer_repeats.csv",
             "results/config.yaml",
         ],
     }

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 from sslgrid.corpora.subsets import amount_label
 
@@ -227,17 +229,27 @@ FINETUNE_MODES = ("frozen", "full")
 
 @dataclass(frozen=True)
 class FinetuneSetting:
-    """One fine-tuning setting: mode and hours of labelled data of ``finetune.corpus``."""
+    """One fine-tuning setting: mode and hours of labelled data of ``finetune.corpus``, and
+    which repeat of it (``finetune.repeats``: the same labels, another training seed)."""
 
     mode: str
     corpus: str
     amount: str  # "all" or hours such as "0.5h"
+    repeat: int = 0
 
     @property
     def label(self) -> str:
-        """Path component: ``<mode>-<corpus>``, plus ``-<amount>`` for a labelled subset."""
+        """Path component: ``<mode>-<corpus>``, plus ``-<amount>`` for a labelled subset and
+        ``-r<repeat>`` for a repeat after the first (whose paths are those of a grid without
+        repeats)."""
         base = f"{self.mode}-{self.corpus}"
-        return base if self.amount == "all" else f"{base}-{self.amount}"
+        base = base if self.amount == "all" else f"{base}-{self.amount}"
+        return base if self.repeat == 0 else f"{base}-r{self.repeat}"
+
+    @property
+    def first(self) -> FinetuneSetting:
+        """The same setting's first repeat."""
+        return replace(self, repeat=0)
 
 
 def finetune_settings(config: dict[str, Any]) -> list[FinetuneSetting]:
@@ -250,23 +262,59 @@ def finetune_settings(config: dict[str, Any]) -> list[FinetuneSetting]:
     ]
 
 
+def repeat_count(config: dict[str, Any]) -> int:
+    """How often each repeated cell is fine-tuned (``finetune.repeats.count``; 1: once)."""
+    return int((config["finetune"].get("repeats") or {}).get("count", 1))
+
+
+def repeated_cells(config: dict[str, Any]) -> list[UpstreamCell]:
+    """The upstream cells fine-tuned ``finetune.repeats.count`` times (``repeats.cells``)."""
+    which = (config["finetune"].get("repeats") or {}).get("cells", "all")
+    if which == "all":
+        return upstream_cells(config)
+    if which == "headline":
+        return headline_cells(config)
+    raise ValueError(f"finetune.repeats.cells: {which!r}; expected 'all' or 'headline'")
+
+
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The training seed of a fine-tuning repeat: ``seed`` itself for the first, so that a
+    grid without repeats trains exactly as before; for the others a seed derived from both
+    (NumPy's SeedSequence), far from ``seed + k``, which the epochs' shuffles use."""
+    if repeat < 0:
+        raise ValueError(f"fine-tuning repeat {repeat}: expected 0 or more")
+    if repeat == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
 def finetune_setting(config: dict[str, Any], label: str) -> FinetuneSetting:
-    """The setting a path's fine-tuning label names."""
+    """The setting a path's fine-tuning label names (repeats included)."""
+    count = repeat_count(config)
     for setting in finetune_settings(config):
-        if setting.label == label:
-            return setting
+        for repeat in range(count):
+            if replace(setting, repeat=repeat).label == label:
+                return replace(setting, repeat=repeat)
     known = [s.label for s in finetune_settings(config)]
-    raise ValueError(f"fine-tuning setting {label!r} is not in the grid; the grid has {known}")
+    extra = f" (and their repeats -r1..-r{count - 1})" if count > 1 else ""
+    raise ValueError(
+        f"fine-tuning setting {label!r} is not in the grid; the grid has {known}{extra}"
+    )
 
 
 def finetune_cells(config: dict[str, Any]) -> list[tuple[UpstreamCell, FinetuneSetting]]:
-    """Every (upstream cell, fine-tuning setting) the grid trains a recogniser for."""
-    return [
-        (cell, setting)
-        for cell in upstream_cells(config)
-        for setting in finetune_settings(config)
-        if not (cell.model == "fbank" and setting.mode != "frozen")
-    ]
+    """Every (upstream cell, fine-tuning setting) the grid trains a recogniser for: each
+    setting once per cell, and ``finetune.repeats.count`` times for the repeated cells."""
+    repeated = set(repeated_cells(config))
+    count = repeat_count(config)
+    cells = []
+    for cell in upstream_cells(config):
+        for setting in finetune_settings(config):
+            if cell.model == "fbank" and setting.mode != "frozen":
+                continue
+            repeats = range(count) if cell in repeated else range(1)
+            cells += [(cell, replace(setting, repeat=r)) for r in repeats]
+    return cells
 
 
 def finetune_label(config: dict[str, Any]) -> str:
@@ -278,6 +326,14 @@ def finetune_label(config: dict[str, Any]) -> str:
     settings = finetune_settings(config)
     frozen = [s for s in settings if s.mode == "frozen"]
     return (frozen or settings)[0].label
+
+
+def finetune_flags(setting: FinetuneSetting) -> str:
+    """``scripts/finetune.py``'s options for a setting; ``--repeat`` only after the first
+    repeat, so the first keeps the command of a grid without repeats (no rerun when repeats
+    are added to a grid that has run)."""
+    flags = f"--mode {setting.mode} --labelled {setting.amount}"
+    return flags if setting.repeat == 0 else f"{flags} --repeat {setting.repeat}"
 
 
 def pretrained_flag(cell: UpstreamCell) -> str:
@@ -302,7 +358,7 @@ def model_args(config: dict[str, Any], model: str) -> dict[str, Any]:
 # or fine-tuning setting to the grid leaves the cells already trained alone.
 GRID_KEYS = {
     "pretrain": ("models", "pools", "amounts", "mixes", "continued"),
-    "finetune": ("upstreams", "modes", "amounts"),
+    "finetune": ("upstreams", "modes", "amounts", "repeats"),
 }
 
 

@@ -38,9 +38,7 @@ rule finetune:
             sort_keys=True,
         ),
         pretrained=lambda w, input: f"--pretrained {input.pretrained}" if input.pretrained else "",
-        setting=lambda w: "--mode {0.mode} --labelled {0.amount}".format(
-            finetune_setting(config, w.finetune)
-        ),
+        setting=lambda w: finetune_flags(finetune_setting(config, w.finetune)),
         torch_threads=lambda w, threads: min(threads, MACHINE_CORES),
     threads: config["threads_per_job"]
     resources:

@@ -56,6 +56,7 @@ rule wer_table:
     output:
         csv=report("results/wer_table.csv", category="WER", caption="../report/wer_table.rst"),
         md="results/wer_table.md",
+        repeats="results/wer_repeats.csv",
         config=report("results/config.yaml", category="Configuration", caption="../report/config.rst"),
     params:
         pools=lambda w: json.dumps(
@@ -63,6 +64,7 @@ rule wer_table:
                 {k: config["pretrain"][k] for k in ("pools", "mixes", "continued")},
                 config["finetune"]["modes"],
                 config["finetune"]["amounts"],
+                config["finetune"]["repeats"],
                 {c: [v.get("language"), v.get("domain")] for c, v in config["corpora"].items()},
             ],
             sort_keys=True,
@@ -72,7 +74,7 @@ rule wer_table:
     shell:
         "{PYTHON} {SCRIPTS}/make_table.py --scores {input.scores} --data-reports {input.data_reports}"
         " --config {EFFECTIVE_CONFIG} --config-out {output.config}"
-        " --csv {output.csv} --md {output.md} 2> {log}"
+        " --csv {output.csv} --md {output.md} --repeats-csv {output.repeats} 2> {log}"
 
 
 rule plots:

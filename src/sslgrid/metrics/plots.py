@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sslgrid.metrics.table import first_repeats  # noqa: E402
+
 BASELINE_MODEL = "fbank"
 
 
@@ -44,9 +46,12 @@ def plot_wer_bars(frame: pd.DataFrame, path: str | Path) -> None:
     """Error rate with its 95% interval per model at its largest amount, one bar per decoder.
 
     One panel per pre-training pool (columns) and test set and rate (rows, WER then CER); the
-    fbank baseline is a dashed line in the decoder's colour across every panel.
+    fbank baseline is a dashed line in the decoder's colour across every panel. Bars and lines
+    are each cell's first fine-tuning; where a cell was fine-tuned more than once
+    (``finetune.repeats``), a black dot marks every repeat's rate on its bar.
     """
-    frame = largest_amounts(frame)
+    every = largest_amounts(frame)
+    frame = first_repeats(every)
     test_sets = sorted({f"{c}/{s}" for c, s in zip(frame["corpus"], frame["split"], strict=True)})
     pools = list(dict.fromkeys(p for p in frame["pool"] if p != "none")) or ["none"]
     decoders = sorted(frame["decoder"].unique())
@@ -66,12 +71,14 @@ def plot_wer_bars(frame: pd.DataFrame, path: str | Path) -> None:
                 cells = rows[rows["pool"] == pool].set_index("model")
                 xs = [i for i, m in enumerate(models) if m in cells.index]
                 values = cells.loc[[models[i] for i in xs]]
+                shift = (d - (len(decoders) - 1) / 2) * width
                 ax.bar(
-                    [x + (d - (len(decoders) - 1) / 2) * width for x in xs], values[metric], width,
+                    [x + shift for x in xs], values[metric], width,
                     yerr=[values[metric] - values[f"{metric}_low"],
                           values[f"{metric}_high"] - values[metric]],
                     capsize=2, label=decoder, color=f"C{d}",
                 )  # fmt: skip
+                _draw_repeats(ax, every, test_set, pool, decoder, models, shift, metric)
                 base = rows[rows["model"] == BASELINE_MODEL]
                 if len(base):
                     ax.axhline(base[metric].iloc[0], linestyle="--", linewidth=0.8, color=f"C{d}")
@@ -83,6 +90,25 @@ def plot_wer_bars(frame: pd.DataFrame, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _draw_repeats(
+    ax, frame: pd.DataFrame, test_set: str, pool: str, decoder: str, models: list[str],
+    shift: float, metric: str,
+) -> None:  # fmt: skip
+    """Every fine-tuning repeat's rate as a dot over its model's bar (cells with repeats)."""
+    if "repeat" not in frame.columns:
+        return
+    corpus, split = test_set.split("/")
+    rows = frame[
+        (frame["corpus"] == corpus) & (frame["split"] == split) & (frame["decoder"] == decoder)
+        & (frame["pool"] == pool) & frame["model"].isin(models)
+    ]  # fmt: skip
+    repeated = rows.groupby("model")["repeat"].transform("nunique") > 1
+    rows = rows[repeated]
+    if len(rows):
+        xs = [models.index(m) + shift for m in rows["model"]]
+        ax.scatter(xs, rows[metric], s=8, color="black", zorder=3)
 
 
 def _pool_title(frame: pd.DataFrame, pool: str) -> str:
@@ -123,10 +149,11 @@ def plot_wer_vs_hours(frame: pd.DataFrame, path: str | Path) -> None:
     (its language and domain in the title, where the table has them) in columns, and per test
     set, decoder and rate (WER, and CER where scored) in rows.
 
-    Cells pre-trained on a whole pool ("all") are left out: their hours are not in the table's
-    coordinates. Without any amount in hours, the panels say so instead of drawing nothing.
+    Each cell's first fine-tuning is drawn (repeats: see the bars). Cells pre-trained on a
+    whole pool ("all") are left out: their hours are not in the table's coordinates. Without
+    any amount in hours, the panels say so instead of drawing nothing.
     """
-    sub = frame.copy()
+    sub = first_repeats(frame).copy()
     sub["hours"] = sub["amount"].map(amount_hours)
     sub["test_set"] = sub["corpus"].astype(str) + "/" + sub["split"].astype(str)
     pools = list(dict.fromkeys(p for p in sub["pool"] if p != "none"))

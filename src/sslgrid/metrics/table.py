@@ -32,6 +32,7 @@ COORDINATE_ORDER: tuple[str, ...] = (
     "finetune",
     "finetune_mode",
     "labelled",
+    "repeat",
     "decoder",
     "corpus",
     "split",
@@ -161,9 +162,32 @@ class WerTable:
                 "(small: reliably better).",
                 "",
                 markdown_table(self.display_frame()),
+                *self._repeats_section(),
             ]
         )
         write_text_atomic(path, text + "\n")
+
+    def _repeats_section(self) -> list[str]:
+        summary = repeat_summary(self.frame())
+        if summary.empty:
+            return []
+        return [
+            "",
+            "## Fine-tuning repeats",
+            "",
+            "Cells fine-tuned more than once (`finetune.repeats`: same labels and upstream,",
+            "another training seed): mean, standard deviation, minimum and maximum over the",
+            "repeats, in %; `vs fbank`: the mean minus fbank's mean in the same setting.",
+            "",
+            markdown_table(summary),
+        ]
+
+    def repeats_to_csv(self, path: str | Path) -> None:
+        """Write :func:`repeat_summary` as CSV (a header line only without repeats)."""
+        summary = repeat_summary(self.frame())
+        if summary.empty:
+            summary = pd.DataFrame(columns=["model", "repeats"])
+        write_text_atomic(path, summary.to_csv(index=False))
 
     def display_frame(self) -> pd.DataFrame:
         """The table as shown in Markdown: each rate merged with its interval."""
@@ -177,6 +201,57 @@ class WerTable:
                 "" if p is None or pd.isna(p) else f"{p:.3f}" for p in frame[PVALUE_COLUMN]
             ]
         return shown
+
+
+# Coordinates that tell a cell's fine-tuning repeats apart (``finetune.repeats``).
+REPEAT_COORDS: tuple[str, ...] = ("finetune", "repeat")
+REPEAT_RATES: tuple[str, ...] = ("wer", "cer")
+# Coordinates that name the upstream; the baseline of a cell agrees on all others.
+UPSTREAM_COLUMNS: tuple[str, ...] = ("model", "pool", "pool_language", "pool_domain", "amount")
+BASELINE_MODEL = "fbank"
+
+
+def first_repeats(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each cell's first fine-tuning (all rows of a table without repeats)."""
+    if "repeat" not in frame.columns:
+        return frame
+    return frame[frame["repeat"].fillna(0).astype(int) == 0]
+
+
+def repeat_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per cell fine-tuned more than once: how many repeats, and the mean, standard deviation
+    (n - 1), minimum and maximum of WER and CER over them (in %, as in ``frame``).
+
+    A cell is every coordinate but the fine-tuning label and the repeat number; cells with one
+    fine-tuning are left out. ``<rate>_vs_fbank`` is the mean's difference from the mean of the
+    fbank cell with the same setting (negative: better), where that cell has repeats too.
+    """
+    if "repeat" not in frame.columns:
+        return pd.DataFrame()
+    coords = [c for c in frame.columns if c not in (*METRIC_COLUMNS, PVALUE_COLUMN, *REPEAT_COORDS)]
+    rates = [r for r in REPEAT_RATES if r in frame.columns]
+    groups = frame.groupby(coords, dropna=False, sort=False)
+    stats = groups[rates].agg(["count", "mean", "std", "min", "max"])
+    stats = stats[stats[(rates[0], "count")] > 1]
+    if stats.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame(index=stats.index)
+    out["repeats"] = stats[(rates[0], "count")].astype(int)
+    for rate in rates:
+        for stat in ("mean", "std", "min", "max"):
+            out[f"{rate}_{'sd' if stat == 'std' else stat}"] = stats[(rate, stat)].round(2)
+    out = out.reset_index()
+    # The baseline of a cell: the fbank cell whose every coordinate but the upstream's agrees.
+    setting = [c for c in coords if c not in UPSTREAM_COLUMNS]
+    keys = [tuple(row) for row in out[setting].itertuples(index=False)]
+    is_base = (out["model"] == BASELINE_MODEL).tolist()
+    for rate in rates:
+        base = {k: m for k, m, b in zip(keys, out[f"{rate}_mean"], is_base, strict=True) if b}
+        out[f"{rate}_vs_fbank"] = [
+            round(m - base[k], 2) if k in base else float("nan")
+            for k, m in zip(keys, out[f"{rate}_mean"], strict=True)
+        ]
+    return out
 
 
 def format_interval(value: float, low: float, high: float) -> str:

@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sslgrid.metrics.table import first_repeats  # noqa: E402
+
 COORDINATES = ("model", "pool", "amount", "corpus", "split", "layer_choice", "layer", "num_layers")
 METRICS = (
     "n_utts",
@@ -62,7 +64,8 @@ def plot_accuracy_vs_wer(probes: pd.DataFrame, wer: pd.DataFrame, path: str | Pa
     Both axes carry the 95% bootstrap intervals.
     """
     best = best_layers(probes)
-    merged = best.merge(wer, on=list(JOIN), how="inner")
+    # One point per cell: its first fine-tuning (repeats would add copies of the probe's x).
+    merged = best.merge(first_repeats(wer), on=list(JOIN), how="inner")
     test_sets = sorted({f"{c}/{s}" for c, s in zip(merged["corpus"], merged["split"], strict=True)})
     fig, axes = plt.subplots(
         1, max(1, len(test_sets)), figsize=(5.5 * max(1, len(test_sets)), 4.2), squeeze=False
