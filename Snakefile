@@ -97,6 +97,7 @@ rule all:
     input:
         "results/wer_table.csv",
         "results/wer_table.md",
+        "results/wer_repeats.csv",
         "results/plots/wer_by_upstream.png",
         "results/plots/wer_vs_hours.png",
         probe_targets(),

@@ -39,10 +39,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--config-out", type=Path, help="where to write the validated config (for the report)"
     )
-    parser.add_argument(
-        "--repeats-csv",
-        help="CSV of the cells fine-tuned more than once: mean, sd, min, max over the repeats",
-    )
     return parser.parse_args(argv)
 
 
@@ -80,8 +76,6 @@ def main(argv: list[str] | None = None) -> None:
         score[PVALUE_COLUMN] = pvalue
     table = WerTable(scores)
     table.to_csv(args.csv)
-    if args.repeats_csv:
-        table.repeats_to_csv(args.repeats_csv)
     links = [
         f"data report: [{Path(r).parent.name}]({os.path.relpath(r, Path(args.md).parent)})"
         for r in args.data_reports

@@ -20,7 +20,7 @@ from sslgrid.grid import (
     repeat_seed,
     upstream_cells,
 )
-from sslgrid.metrics.table import WerTable, first_repeats, repeat_summary
+from sslgrid.metrics.table import WerTable, first_repeats, repeat_summary, write_repeat_summary
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -130,13 +130,15 @@ def test_summary_gives_mean_spread_and_difference_from_fbank():
     assert len(first_repeats(WerTable(scores).frame())) == 3
 
 
-def test_summary_is_empty_without_repeats():
+def test_summary_is_empty_without_repeats(tmp_path: Path):
     frame = WerTable([score("fbank", 0, 90, 70), score("apc", 0, 80, 60)]).frame()
     assert repeat_summary(frame).empty
     assert repeat_summary(frame.drop(columns="repeat")).empty
+    write_repeat_summary(frame, tmp_path / "repeats.csv")
+    assert (tmp_path / "repeats.csv").read_text() == "model,repeats\n"
 
 
-def test_make_table_writes_the_summary_and_plots_draw_repeats(tmp_path: Path):
+def test_table_scripts_write_the_summary_and_plots_draw_repeats(tmp_path: Path):
     paths = []
     values = {"fbank": [(90, 70), (94, 74)], "apc": [(80, 60), (84, 64)]}
     for model, runs in values.items():
@@ -152,13 +154,18 @@ def test_make_table_writes_the_summary_and_plots_draw_repeats(tmp_path: Path):
             paths.append(str(folder / "score.json"))
     out = tmp_path / "out"
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    done = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make_table.py"), "--scores", *paths,
-         "--csv", str(out / "wer_table.csv"), "--md", str(out / "wer_table.md"),
-         "--repeats-csv", str(out / "wer_repeats.csv")],
-        capture_output=True, text=True, env=env, cwd=REPO,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+
+    def script(name: str, *args: str) -> None:
+        done = subprocess.run(
+            [sys.executable, str(REPO / "scripts" / name), *args],
+            capture_output=True, text=True, env=env, cwd=REPO,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    script("make_table.py", "--scores", *paths, "--csv", str(out / "wer_table.csv"),
+           "--md", str(out / "wer_table.md"))  # fmt: skip
+    script("repeat_table.py", "--table", str(out / "wer_table.csv"),
+           "--out", str(out / "wer_repeats.csv"))  # fmt: skip
     table = pd.read_csv(out / "wer_table.csv")
     assert sorted(table["repeat"]) == [0, 0, 1, 1]
     # Each repeat is compared with fbank's repeat of the same number.
@@ -186,7 +193,7 @@ def test_dry_run_plans_a_job_per_repeat_with_its_option(tmp_path: Path):
     proc = subprocess.run(
         [str(BIN / "snakemake"), "-n", "-p", "--forceall", "--cores", "8",
          "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
-         "--configfile", str(tmp_path / "repeats.yaml"), "--", "results/wer_table.csv"],
+         "--configfile", str(tmp_path / "repeats.yaml"), "--", "results/wer_repeats.csv"],
         capture_output=True, text=True,
         env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
     )  # fmt: skip

@@ -182,13 +182,6 @@ class WerTable:
             markdown_table(summary),
         ]
 
-    def repeats_to_csv(self, path: str | Path) -> None:
-        """Write :func:`repeat_summary` as CSV (a header line only without repeats)."""
-        summary = repeat_summary(self.frame())
-        if summary.empty:
-            summary = pd.DataFrame(columns=["model", "repeats"])
-        write_text_atomic(path, summary.to_csv(index=False))
-
     def display_frame(self) -> pd.DataFrame:
         """The table as shown in Markdown: each rate merged with its interval."""
         frame = self.frame()
@@ -209,6 +202,16 @@ REPEAT_RATES: tuple[str, ...] = ("wer", "cer")
 # Coordinates that name the upstream; the baseline of a cell agrees on all others.
 UPSTREAM_COLUMNS: tuple[str, ...] = ("model", "pool", "pool_language", "pool_domain", "amount")
 BASELINE_MODEL = "fbank"
+
+
+def write_repeat_summary(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Write :func:`repeat_summary` of ``frame`` as CSV (a header line only without repeats);
+    returns it."""
+    summary = repeat_summary(frame)
+    if summary.empty:
+        summary = pd.DataFrame(columns=["model", "repeats"])
+    write_text_atomic(path, summary.to_csv(index=False))
+    return summary
 
 
 def first_repeats(frame: pd.DataFrame) -> pd.DataFrame:
