@@ -1,4 +1,5 @@
-"""wav2vec: upstream contract, causal aggregator, padding-free contrastive loss, paper size."""
+"""wav2vec: upstream contract, causal aggregator, padding-free contrastive loss, paper size,
+an encoder whose frames follow the signal over time."""
 
 import math
 
@@ -8,6 +9,7 @@ from signals import chirps
 
 from sslgrid.models.upstream import conv_output_lengths
 from sslgrid.models.wav2vec import (
+    UtteranceNorm,
     Wav2Vec,
     Wav2VecConfig,
     sample_distractor_indices,
@@ -24,6 +26,7 @@ TINY = {
     "prediction_offset": 1,
     "num_negatives": 10,
     "dropout": 0.0,
+    "encoder_norm_groups": None,
 }
 
 
@@ -48,14 +51,60 @@ def test_upstream_contract():
 def test_aggregator_is_causal():
     torch.manual_seed(0)
     model = tiny().eval()
-    wav = torch.randn(1, 8000) * 0.1
-    changed = wav.clone()
-    changed[:, 6000:] = torch.randn(2000)
-    a = model(wav, torch.tensor([8000])).hidden_states[-1]
-    b = model(changed, torch.tensor([8000])).hidden_states[-1]
-    # Frame t's encoder window ends at sample 160 t + 465, so frames up to 33 never see 6000+.
-    torch.testing.assert_close(a[:, :34], b[:, :34], rtol=0, atol=0)
-    assert not torch.allclose(a[:, 40:], b[:, 40:])
+    z = model(torch.randn(1, 8000) * 0.1, torch.tensor([8000])).hidden_states[0]
+    changed = z.clone()
+    changed[:, 30:] = torch.rand_like(changed[:, 30:])
+    a, b = model.aggregate(z), model.aggregate(changed)
+    torch.testing.assert_close(a[:, :30], b[:, :30], rtol=0, atol=0)
+    assert not torch.allclose(a[:, 30:], b[:, 30:])
+
+
+def test_encoder_frames_follow_the_signal_at_initialisation():
+    """Adjacent encoder frames are alike before any training.
+
+    Slowly modulated chirps change little from one 10 ms frame to the next. A per-frame
+    normalisation keeps only the shape of each 10-sample window (its phase), so that neighbours
+    are no more alike than any two frames (mean cosine about 0), nothing is predictable and
+    pre-training collapses; normalising over time keeps the envelope (about 0.25).
+    """
+    torch.manual_seed(0)
+    model = tiny().eval()
+    wavs, lengths = chirps(4, 8000), torch.tensor([8000, 8000, 6000, 5000])
+    with torch.no_grad():
+        out = model(wavs, lengths)
+    adjacent, any_pair = [], []
+    for b, n in enumerate(out.lengths.tolist()):
+        z = out.hidden_states[0][b, :n]
+        z = z - z.mean(0)
+        z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        cosines = z @ z.T
+        adjacent.append(cosines.diagonal(1).mean())
+        any_pair.append(cosines.mean())
+    assert torch.stack(adjacent).mean() - torch.stack(any_pair).mean() > 0.15
+
+
+@pytest.mark.parametrize("groups", [1, 4, 32])
+def test_utterance_norm_uses_valid_frames_of_each_group(groups):
+    torch.manual_seed(0)
+    norm = UtteranceNorm(32, groups)
+    x = torch.randn(2, 50, 32) * 3 + torch.linspace(-2, 2, 32)
+    x[1, 20:] = 1e4  # padding
+    lengths = torch.tensor([50, 20])
+    out = norm(x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        valid = out[b, :n].reshape(n, groups, 32 // groups).transpose(0, 1).reshape(groups, -1)
+        torch.testing.assert_close(valid.mean(1), torch.zeros(groups), atol=1e-5, rtol=0)
+        var = valid.var(1, unbiased=False)
+        torch.testing.assert_close(var, torch.ones(groups), atol=1e-3, rtol=0)
+    torch.testing.assert_close(out[1, :20], norm(x[1:, :20], lengths[1:])[0])
+
+
+def test_encoder_norm_groups_must_divide_the_channels():
+    assert len(tiny(encoder_norm_groups=1).encoder.norms) == 7
+    with pytest.raises(ValueError, match="encoder_norm_groups"):
+        tiny(encoder_norm_groups=5)
+    with pytest.raises(ValueError, match="encoder_norm_groups"):
+        tiny(encoder_norm_groups=0)
 
 
 def test_padding_in_a_batch_does_not_change_valid_frames():
@@ -100,12 +149,12 @@ def test_distractors_are_other_frames_of_the_same_utterance():
 
 
 def test_loss_falls_on_a_fixed_batch():
-    """The loss first drops to the base-rate optimum, then below it as the future is told apart.
+    """The loss falls through the base-rate optimum instead of resting on it.
 
-    Scoring every candidate alike is optimal at ln(N + 1) + N ln((N + 1) / N) per prediction,
-    and the fastest way there is to make the (learnt) targets constant over time: the encoder
-    collapses within a few dozen steps and needs a few hundred more on this toy batch to
-    recover and identify the true future frames.
+    Scoring every candidate alike is optimal at ln(N + 1) + N ln((N + 1) / N) per prediction
+    when nothing is predictable. With a per-frame normalisation in the encoder the loss sits
+    there for over a hundred steps on this toy batch (the encoder output constant over time);
+    with normalisation over time it passes below within a few dozen.
     """
     torch.manual_seed(0)
     model = tiny(prediction_steps=4, num_negatives=8)
@@ -114,13 +163,13 @@ def test_loss_falls_on_a_fixed_batch():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     plateau = math.log(9) + 8 * math.log(9 / 8)
     losses = []
-    while len(losses) < 400 and not (len(losses) > 30 and sum(losses[-5:]) < 5 * 0.7 * plateau):
+    while len(losses) < 100 and not (len(losses) > 30 and sum(losses[-5:]) < 5 * 0.7 * plateau):
         loss = model.pretrain_loss(wavs, lengths)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[30] < 0.6 * losses[0]
+    assert losses[30] < 0.95 * plateau
     assert sum(losses[-5:]) / 5 < 0.7 * plateau
 
 

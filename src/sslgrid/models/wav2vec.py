@@ -7,10 +7,24 @@ utterance with a binary logistic loss. The "large" model of the reference study 
 kernel-1 ("linear") layers to the encoder and uses twelve aggregator layers with kernel sizes
 2, 3, ..., 13 and scaled residual connections.
 
-Where fairseq uses group normalisation, which pools statistics over the whole (padded)
-utterance, this module normalises each frame over its channels, so that batching never
-changes a valid frame. The downstream sees two hidden states: the encoder output z and the
-aggregator output c, both of width ``hidden_size``.
+Every encoder convolution is followed by group normalisation over time: one mean and variance
+per utterance and group of channels, over the group's channels and the utterance's valid frames
+(so batching never changes a valid frame; fairseq crops a batch to equal lengths instead). The
+normalisation has to pool over time: normalising each frame over its channels (LayerNorm)
+divides out the frame's energy, and what is left of a 10-sample window of a waveform is mostly
+its phase, which changes from one 10 ms frame to the next; a randomly initialised encoder then
+gives frames z_t no more like z_{t+1} than like any other frame of their utterance. By default
+each channel is its own group (``encoder_norm_groups``). fairseq's single group (1) keeps the
+information but not the variation over time: the variance may sit in a fixed pattern across
+channels, and the quickest way down from the initial loss is to make every score alike, which
+the encoder does by making z constant over time. The loss then rests at the base rate
+ln(N + 1) + N ln((N + 1) / N), where the gradient vanishes, for hundreds of updates. With one
+group per channel every channel keeps unit variance over time, so that way is closed.
+The aggregator keeps a per-frame LayerNorm: its input z already varies smoothly, and a
+per-frame normalisation keeps c_t a function of z_1..z_t only.
+
+The downstream sees two hidden states: the encoder output z and the aggregator output c, both
+of width ``hidden_size``.
 """
 
 from __future__ import annotations
@@ -57,6 +71,10 @@ class Wav2VecConfig:
             frames of the same utterance.
         dropout: dropout after every aggregator convolution and on the step predictions
             during pre-training (0 in the fairseq recipe of the large model).
+        encoder_norm_groups: channel groups of the encoder's normalisation over time; each
+            group is normalised with its own mean and variance per utterance. None: one group
+            per channel; 1: fairseq's ``GroupNorm(1, C)`` (see the module docstring for why
+            that is not the default). Must divide ``hidden_size``.
     """
 
     hidden_size: int = 512
@@ -67,10 +85,16 @@ class Wav2VecConfig:
     prediction_offset: int = 1
     num_negatives: int = 10
     dropout: float = 0.0
+    encoder_norm_groups: int | None = None
 
     def __post_init__(self) -> None:
         # YAML gives a list; a tuple keeps the frozen config hashable.
         object.__setattr__(self, "aggregator_kernels", tuple(self.aggregator_kernels))
+        groups = self.encoder_norm_groups
+        if groups is not None and (groups < 1 or self.hidden_size % groups):
+            raise ValueError(
+                f"encoder_norm_groups: {groups} does not divide hidden_size {self.hidden_size}"
+            )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "aggregator_kernels": list(self.aggregator_kernels)}
@@ -97,10 +121,43 @@ def wav2vec_paper(**overrides) -> Wav2VecConfig:
     )
 
 
-class Wav2VecEncoder(nn.Module):
-    """Unpadded convolutions, each followed by a per-frame LayerNorm and a ReLU."""
+class UtteranceNorm(nn.Module):
+    """Group normalisation of (B, T, C) frames over each utterance's valid frames.
 
-    def __init__(self, channels: int, linear_layers: int) -> None:
+    The channels fall into ``groups`` equal groups; every valid frame of an utterance is
+    shifted and scaled, group by group, by that group's mean and variance over its channels and
+    the utterance's valid frames, then a per-channel affine map follows. Changes of loudness
+    over time survive, unlike with a per-frame normalisation. Padding frames are normalised
+    with their utterance's statistics but do not enter them.
+    """
+
+    def __init__(self, channels: int, groups: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if groups < 1 or channels % groups:
+            raise ValueError(f"{groups} normalisation groups do not divide {channels} channels")
+        self.groups = groups
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) frames, (B,) valid frames per utterance -> (B, T, C)."""
+        batch, frames, channels = x.shape
+        grouped = x.view(batch, frames, self.groups, channels // self.groups)
+        mask = padding_mask(lengths, frames).to(x.dtype)[:, :, None, None]
+        count = (lengths.clamp_min(1) * (channels // self.groups)).to(x.dtype)
+        count = count[:, None, None, None]
+        mean = (grouped * mask).sum(dim=(1, 3), keepdim=True) / count
+        centred = grouped - mean
+        var = (centred.square() * mask).sum(dim=(1, 3), keepdim=True) / count
+        normed = (centred * torch.rsqrt(var + self.eps)).view(batch, frames, channels)
+        return normed * self.weight + self.bias
+
+
+class Wav2VecEncoder(nn.Module):
+    """Unpadded convolutions, each followed by :class:`UtteranceNorm` and a ReLU."""
+
+    def __init__(self, channels: int, linear_layers: int, norm_groups: int) -> None:
         super().__init__()
         self.layers = STRIDED_LAYERS + ((1, 1),) * linear_layers
         dims = [1] + [channels] * len(self.layers)
@@ -108,13 +165,15 @@ class Wav2VecEncoder(nn.Module):
             nn.Conv1d(dims[i], dims[i + 1], kernel, stride=stride, bias=False)
             for i, (kernel, stride) in enumerate(self.layers)
         )
-        self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in self.layers)
+        self.norms = nn.ModuleList(UtteranceNorm(channels, norm_groups) for _ in self.layers)
 
-    def forward(self, wavs: torch.Tensor) -> torch.Tensor:
-        """(B, S) samples -> (B, T, C) frames."""
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, S) samples with (B,) valid samples -> (B, T, C) frames."""
         x = wavs.unsqueeze(-1)
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = F.relu(norm(conv_channels_last(x, conv)))
+        for conv, norm, layer in zip(self.convs, self.norms, self.layers, strict=True):
+            # A valid output frame reads valid input frames only (unpadded convolutions).
+            lengths = conv_output_lengths(lengths, (layer,))
+            x = F.relu(norm(conv_channels_last(x, conv), lengths))
         # fairseq's log compression; the ReLU output is already non-negative.
         return torch.log1p(x)
 
@@ -151,7 +210,10 @@ class Wav2Vec(WaveformUpstream):
             raise ValueError("prediction_offset must be >= 1: a context cannot predict itself")
         self.config = config
         size = config.hidden_size
-        self.encoder = Wav2VecEncoder(size, config.encoder_linear_layers)
+        groups = config.encoder_norm_groups
+        self.encoder = Wav2VecEncoder(
+            size, config.encoder_linear_layers, size if groups is None else groups
+        )
         self.aggregator = nn.ModuleList(
             CausalConvBlock(size, kernel, config.dropout) for kernel in config.aggregator_kernels
         )
@@ -168,13 +230,19 @@ class Wav2Vec(WaveformUpstream):
         return math.prod(stride for _, stride in self.encoder.layers)
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
-        # Unpadded encoder convolutions and a causal aggregator: padding after an utterance
-        # never reaches its valid frames.
-        z = self.encoder(pad_to_receptive_field(wavs, self._field))
+        # Unpadded encoder convolutions, normalisation statistics over valid frames and a
+        # causal aggregator: padding after an utterance never reaches its valid frames.
+        z = self.encoder(pad_to_receptive_field(wavs, self._field), lengths)
+        return UpstreamOutput(
+            [z, self.aggregate(z)], conv_output_lengths(lengths, self.encoder.layers)
+        )
+
+    def aggregate(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) encoder frames -> (B, T, C) contexts; c_t depends on z_1..z_t only."""
         c = z
         for block in self.aggregator:
             c = (block(c) + c) * self.residual_scale
-        return UpstreamOutput([z, c], conv_output_lengths(lengths, self.encoder.layers))
+        return c
 
     def pretrain_loss(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Binary logistic loss of z_{t+k} against distractors, per valid prediction.
