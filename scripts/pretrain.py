@@ -23,7 +23,7 @@ from sslgrid.grid import (
     pretrain_settings,
 )
 from sslgrid.logs import setup_logging
-from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
+from sslgrid.models.factory import build_upstream, load_upstream, spec_args, upstream_spec
 from sslgrid.train.checkpoint import input_fingerprints
 from sslgrid.train.distributed import close_world, init_world
 from sslgrid.train.pretrain import pretrain_upstream
@@ -95,9 +95,9 @@ def main() -> None:
             parser.error(f"--init is required: pool {args.pool!r} continues from pool {start!r}")
         init = str(args.init)
         model = load_upstream(init)
-        arch = torch.load(init, map_location="cpu", weights_only=False)["config"]["upstream"][
-            "args"
-        ]
+        arch = spec_args(
+            torch.load(init, map_location="cpu", weights_only=False)["config"]["upstream"]
+        )
         logging.info("continuing the pre-training of %s from %s", args.model, init)
     elif is_imported(args.model, config):
         # Continued pre-training: start from the checkpoint, quantiser and all.

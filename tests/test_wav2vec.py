@@ -26,6 +26,7 @@ TINY = {
     "prediction_offset": 1,
     "num_negatives": 10,
     "dropout": 0.0,
+    "encoder_norm": "time",
     "encoder_norm_groups": None,
 }
 
@@ -67,20 +68,64 @@ def test_encoder_frames_follow_the_signal_at_initialisation():
     are no more alike than any two frames (mean cosine about 0), nothing is predictable and
     pre-training collapses; normalising over time keeps the envelope (about 0.25).
     """
-    torch.manual_seed(0)
-    model = tiny().eval()
     wavs, lengths = chirps(4, 8000), torch.tensor([8000, 8000, 6000, 5000])
+
+    def neighbour_advantage(norm: str) -> float:
+        torch.manual_seed(0)
+        model = tiny(encoder_norm=norm).eval()
+        with torch.no_grad():
+            out = model(wavs, lengths)
+        adjacent, any_pair = [], []
+        for b, n in enumerate(out.lengths.tolist()):
+            z = out.hidden_states[0][b, :n]
+            z = z - z.mean(0)
+            z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-8)
+            cosines = z @ z.T
+            adjacent.append(cosines.diagonal(1).mean())
+            any_pair.append(cosines.mean())
+        return float(torch.stack(adjacent).mean() - torch.stack(any_pair).mean())
+
+    assert neighbour_advantage("time") > 0.15
+    assert abs(neighbour_advantage("frame")) < 0.1
+
+
+def test_checkpoints_from_before_the_normalisation_over_time_keep_their_layer_norms():
+    """A spec without ``encoder_norm`` is an older checkpoint's: it is rebuilt with the
+    per-frame LayerNorms it was trained with (same parameter names, so loading its weights
+    into the new default would succeed and compute something else)."""
+    from sslgrid.features.fbank import FbankConfig
+    from sslgrid.models.factory import spec_args, upstream_from_spec, upstream_spec
+
+    fbank = FbankConfig()
+    args = {k: v for k, v in TINY.items() if not k.startswith("encoder_norm")}
+    spec = upstream_spec("wav2vec", args, fbank)
+    assert spec["args"]["encoder_norm"] == "time"
+    assert isinstance(upstream_from_spec(spec).encoder.norms[0], UtteranceNorm)
+    old_spec = {**spec, "args": args}
+    assert spec_args(old_spec)["encoder_norm"] == "frame"
+    torch.manual_seed(0)
+    old = tiny(encoder_norm="frame").eval()
+    assert all(isinstance(n, torch.nn.LayerNorm) for n in old.encoder.norms)
+    restored = upstream_from_spec(old_spec).eval()
+    restored.load_state_dict(old.state_dict())
+    wavs, lengths = chirps(2, 4000), torch.tensor([4000, 3000])
     with torch.no_grad():
-        out = model(wavs, lengths)
-    adjacent, any_pair = [], []
-    for b, n in enumerate(out.lengths.tolist()):
-        z = out.hidden_states[0][b, :n]
-        z = z - z.mean(0)
-        z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-8)
-        cosines = z @ z.T
-        adjacent.append(cosines.diagonal(1).mean())
-        any_pair.append(cosines.mean())
-    assert torch.stack(adjacent).mean() - torch.stack(any_pair).mean() > 0.15
+        before, after = old(wavs, lengths), restored(wavs, lengths)
+        for a, b in zip(before.hidden_states, after.hidden_states, strict=True):
+            assert torch.equal(a, b)
+        # The same weights under the new normalisation would encode differently.
+        new = tiny().eval()
+        new.load_state_dict(old.state_dict())
+        assert not torch.allclose(
+            new(wavs, lengths).hidden_states[0], restored(wavs, lengths).hidden_states[0]
+        )
+    # A spec names its normalisation: it survives a change of the default.
+    assert (
+        upstream_spec("wav2vec", {**args, "encoder_norm": "frame"}, fbank)["args"]["encoder_norm"]
+        == "frame"
+    )
+    with pytest.raises(ValueError, match="encoder_norm: 'group'"):
+        tiny(encoder_norm="group")
 
 
 @pytest.mark.parametrize("groups", [1, 4, 32])

@@ -13,6 +13,7 @@ from sslgrid.models.cpc import CPC, CPCConfig
 from sslgrid.models.mockingjay import Mockingjay, MockingjayConfig
 from sslgrid.models.upstream import Filterbank, Upstream
 from sslgrid.models.wav2vec import Wav2Vec, Wav2VecConfig
+from sslgrid.models.wav2vec import checkpoint_args as wav2vec_checkpoint_args
 from sslgrid.models.wav2vec2 import Wav2Vec2, Wav2Vec2Settings
 
 # name -> (model class, its architecture dataclass). Mockingjay and TERA share one class:
@@ -46,12 +47,27 @@ def build_upstream(name: str, args: dict[str, Any], fbank: FbankConfig) -> Upstr
 
 
 def upstream_spec(name: str, args: dict[str, Any], fbank: FbankConfig) -> dict[str, Any]:
-    """What is needed to rebuild an upstream: stored in every checkpoint as ``config``."""
-    return {"name": name, "args": dict(args), "fbank": fbank.to_dict()}
+    """What is needed to rebuild an upstream: stored in every checkpoint as ``config``.
+
+    A wav2vec spec names its encoder normalisation even where the config leaves it to the
+    default, so that a checkpoint keeps its meaning when the default changes (a spec without
+    it is from before the normalisation over time; see ``wav2vec.checkpoint_args``).
+    """
+    args = dict(args)
+    if name == "wav2vec":
+        args.setdefault("encoder_norm", Wav2VecConfig().encoder_norm)
+    return {"name": name, "args": args, "fbank": fbank.to_dict()}
+
+
+def spec_args(spec: dict[str, Any]) -> dict[str, Any]:
+    """The architecture arguments a checkpoint's spec is rebuilt with (for wav2vec specs from
+    before the encoder's normalisation over time: the per-frame normalisation they had)."""
+    args = dict(spec["args"])
+    return wav2vec_checkpoint_args(args) if spec["name"] == "wav2vec" else args
 
 
 def upstream_from_spec(spec: dict[str, Any]) -> Upstream:
-    return build_upstream(spec["name"], spec["args"], FbankConfig(**spec["fbank"]))
+    return build_upstream(spec["name"], spec_args(spec), FbankConfig(**spec["fbank"]))
 
 
 def load_upstream(path: str | Path) -> Upstream:

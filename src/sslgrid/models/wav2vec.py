@@ -23,6 +23,11 @@ group per channel every channel keeps unit variance over time, so that way is cl
 The aggregator keeps a per-frame LayerNorm: its input z already varies smoothly, and a
 per-frame normalisation keeps c_t a function of z_1..z_t only.
 
+Checkpoints written before this normalisation (their architecture arguments have no
+``encoder_norm``) were trained with a per-frame LayerNorm after every encoder convolution;
+:func:`checkpoint_args` restores them with ``encoder_norm: frame``, which is that module, so
+that they keep computing what they were trained to compute.
+
 The downstream sees two hidden states: the encoder output z and the aggregator output c, both
 of width ``hidden_size``.
 """
@@ -47,6 +52,7 @@ from sslgrid.models.upstream import (
 
 # (kernel, stride) of the strided encoder convolutions: 160 samples = 10 ms per frame.
 STRIDED_LAYERS = ((10, 5), (8, 4), (4, 2), (4, 2), (4, 2))
+ENCODER_NORMS = ("time", "frame")
 LARGE_AGGREGATOR_KERNELS = tuple(range(2, 14))
 
 
@@ -71,6 +77,10 @@ class Wav2VecConfig:
             frames of the same utterance.
         dropout: dropout after every aggregator convolution and on the step predictions
             during pre-training (0 in the fairseq recipe of the large model).
+        encoder_norm: ``time``: the encoder's convolutions are normalised over each
+            utterance's valid frames (:class:`UtteranceNorm`); ``frame``: each frame over its
+            channels (LayerNorm), as checkpoints from before ``time`` were trained, on which
+            pre-training collapses (see the module docstring).
         encoder_norm_groups: channel groups of the encoder's normalisation over time; each
             group is normalised with its own mean and variance per utterance. None: one group
             per channel; 1: fairseq's ``GroupNorm(1, C)`` (see the module docstring for why
@@ -85,11 +95,16 @@ class Wav2VecConfig:
     prediction_offset: int = 1
     num_negatives: int = 10
     dropout: float = 0.0
+    encoder_norm: str = "time"
     encoder_norm_groups: int | None = None
 
     def __post_init__(self) -> None:
         # YAML gives a list; a tuple keeps the frozen config hashable.
         object.__setattr__(self, "aggregator_kernels", tuple(self.aggregator_kernels))
+        if self.encoder_norm not in ENCODER_NORMS:
+            raise ValueError(
+                f"encoder_norm: {self.encoder_norm!r}; expected one of {list(ENCODER_NORMS)}"
+            )
         groups = self.encoder_norm_groups
         if groups is not None and (groups < 1 or self.hidden_size % groups):
             raise ValueError(
@@ -155,9 +170,10 @@ class UtteranceNorm(nn.Module):
 
 
 class Wav2VecEncoder(nn.Module):
-    """Unpadded convolutions, each followed by :class:`UtteranceNorm` and a ReLU."""
+    """Unpadded convolutions, each followed by :class:`UtteranceNorm` (``norm="time"``) or a
+    per-frame LayerNorm (``norm="frame"``, older checkpoints) and a ReLU."""
 
-    def __init__(self, channels: int, linear_layers: int, norm_groups: int) -> None:
+    def __init__(self, channels: int, linear_layers: int, norm_groups: int, norm: str) -> None:
         super().__init__()
         self.layers = STRIDED_LAYERS + ((1, 1),) * linear_layers
         dims = [1] + [channels] * len(self.layers)
@@ -165,7 +181,11 @@ class Wav2VecEncoder(nn.Module):
             nn.Conv1d(dims[i], dims[i + 1], kernel, stride=stride, bias=False)
             for i, (kernel, stride) in enumerate(self.layers)
         )
-        self.norms = nn.ModuleList(UtteranceNorm(channels, norm_groups) for _ in self.layers)
+        self.over_time = norm == "time"
+        self.norms = nn.ModuleList(
+            UtteranceNorm(channels, norm_groups) if self.over_time else nn.LayerNorm(channels)
+            for _ in self.layers
+        )
 
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, S) samples with (B,) valid samples -> (B, T, C) frames."""
@@ -173,7 +193,8 @@ class Wav2VecEncoder(nn.Module):
         for conv, norm, layer in zip(self.convs, self.norms, self.layers, strict=True):
             # A valid output frame reads valid input frames only (unpadded convolutions).
             lengths = conv_output_lengths(lengths, (layer,))
-            x = F.relu(norm(conv_channels_last(x, conv), lengths))
+            y = conv_channels_last(x, conv)
+            x = F.relu(norm(y, lengths) if self.over_time else norm(y))
         # fairseq's log compression; the ReLU output is already non-negative.
         return torch.log1p(x)
 
@@ -212,7 +233,10 @@ class Wav2Vec(WaveformUpstream):
         size = config.hidden_size
         groups = config.encoder_norm_groups
         self.encoder = Wav2VecEncoder(
-            size, config.encoder_linear_layers, size if groups is None else groups
+            size,
+            config.encoder_linear_layers,
+            size if groups is None else groups,
+            config.encoder_norm,
         )
         self.aggregator = nn.ModuleList(
             CausalConvBlock(size, kernel, config.dropout) for kernel in config.aggregator_kernels
@@ -299,3 +323,10 @@ def sample_distractor_indices(lengths: torch.Tensor, max_len: int, num: int) -> 
     start = (torch.cumsum(lengths, 0) - lengths)[:, None, None]
     total = int(lengths.sum())
     return (start + offset).clamp(0, max(total - 1, 0))
+
+
+def checkpoint_args(args: dict) -> dict:
+    """Architecture arguments as a checkpoint stores them (``upstream_spec``) -> as to build
+    it with. Arguments without ``encoder_norm`` come from checkpoints trained with per-frame
+    LayerNorms in the encoder, before normalisation over time: ``frame`` rebuilds those."""
+    return args if "encoder_norm" in args else {**args, "encoder_norm": "frame"}
