@@ -21,6 +21,8 @@ from typing import Any
 
 import pandas as pd
 
+from sslgrid.metrics.compare import BASELINE_MODEL, UPSTREAM_COORDS
+
 # Grid coordinates in the order they are shown; coordinates not listed follow in the order
 # they are first met.
 COORDINATE_ORDER: tuple[str, ...] = (
@@ -199,9 +201,9 @@ class WerTable:
 # Coordinates that tell a cell's fine-tuning repeats apart (``finetune.repeats``).
 REPEAT_COORDS: tuple[str, ...] = ("finetune", "repeat")
 REPEAT_RATES: tuple[str, ...] = ("wer", "cer")
-# Coordinates that name the upstream; the baseline of a cell agrees on all others.
-UPSTREAM_COLUMNS: tuple[str, ...] = ("model", "pool", "pool_language", "pool_domain", "amount")
-BASELINE_MODEL = "fbank"
+# Columns that name the upstream (its coordinates and its pool's description); the baseline
+# of a cell agrees with it on all others.
+UPSTREAM_COLUMNS: tuple[str, ...] = (*UPSTREAM_COORDS, "pool_language", "pool_domain")
 
 
 def write_repeat_summary(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
