@@ -56,6 +56,26 @@ def test_preset_is_a_valid_config(preset):
     assert config["test_sets"]
 
 
+@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+def test_paper_sized_models_do_not_inherit_the_cpu_grid_s_small_batches(preset):
+    """config.yaml gives some tiny models their own short pre-training batches; a preset that
+    trains a model at `paper` size sets that model's batch itself (the section's or its own)."""
+    from sslgrid.grid import pretrain_settings
+
+    default = load_config(REPO / "config.yaml")
+    config = load_config(REPO / "config.yaml", overrides=yaml.safe_load(preset.read_text()))
+    for model in config["pretrain"]["models"]:
+        entry = config["models"].get(model) or {}
+        own = (entry.get("pretrain") or {}).get("batch_seconds")
+        tiny_own = ((default["models"].get(model) or {}).get("pretrain") or {}).get("batch_seconds")
+        if entry.get("size") == "paper" and tiny_own is not None:
+            assert own != tiny_own, (preset.name, model)
+            assert (
+                pretrain_settings(config, model)["batch_seconds"]
+                >= config["pretrain"]["batch_seconds"] / 2
+            ), (preset.name, model)
+
+
 @pytest.mark.parametrize("preset", LOCAL_PRESETS, ids=[p.stem for p in LOCAL_PRESETS])
 def test_a_missing_corpus_path_is_named_before_anything_runs(preset, tmp_path):
     proc = snakemake_dry_run(tmp_path, preset)
