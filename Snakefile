@@ -74,7 +74,8 @@ wildcard_constraints:
     corpus=r"[a-z0-9-]+",
     pool=r"[a-z0-9-]+",
     model=r"[a-z0-9]+",
-    amount=r"all|none|[0-9.]+h",
+    # "-r<r>": pre-training repeat r > 0 (pretrain.repeats)
+    amount=r"none|(?:all|[0-9.]+h)(?:-r[1-9][0-9]*)?",
     finetune=r"[a-z]+-[a-z0-9.-]+",
     split=r"train|dev|test",
 

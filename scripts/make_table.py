@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from sslgrid.config import load_config
-from sslgrid.grid import finetune_setting, pool_columns
+from sslgrid.grid import finetune_setting, pool_columns, split_pretrain_repeat
 from sslgrid.metrics.compare import pvalues_against_baseline
 from sslgrid.metrics.table import (
     PVALUE_COLUMN,
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     """Read the score files and write both tables."""
     args = parse_args(argv)
     scores = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.scores]
+    for score in scores:
+        # amount "0.5h-r1" (pre-training repeat 1 of 0.5 h): amount 0.5h, pretrain_repeat 1.
+        score["coords"] = split_pretrain_repeat(score["coords"])
     if args.config is not None:
         config = load_config(args.config)
         add_pool_columns(scores, pool_columns(config))

@@ -21,6 +21,8 @@ from sslgrid.grid import (
     model_args,
     pool_corpora,
     pretrain_settings,
+    repeat_seed,
+    split_amount_label,
 )
 from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, spec_args, upstream_spec
@@ -36,7 +38,11 @@ def main() -> None:
     parser.add_argument(
         "--pool", required=True, help="pool: a corpus, a mix or a continued pool of the config"
     )
-    parser.add_argument("--amount", required=True, help="'all' or hours such as '0.5h'")
+    parser.add_argument(
+        "--amount",
+        required=True,
+        help="'all' or hours such as '0.5h', plus '-r<r>' for pre-training repeat r > 0",
+    )
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the job")
@@ -65,9 +71,11 @@ def main() -> None:
         for corpus in corpora
         for cut in CutSet.from_file(args.data_dir / "manifests" / corpus / "cuts_train.jsonl.gz")
     }
+    amount, repeat = split_amount_label(args.amount)
     try:
+        # The same audio for every repeat: the subset is drawn with the grid's seed.
         ids = nested_subset_by_hours(
-            cache.ids, [durations[i] for i in cache.ids], parse_amount(args.amount), config["seed"]
+            cache.ids, [durations[i] for i in cache.ids], parse_amount(amount), config["seed"]
         )
     except SubsetError as err:
         raise SubsetError(
@@ -84,8 +92,12 @@ def main() -> None:
         cache.hours(),
     )
 
-    # Initial weights from the seed too: torch's own start seed differs between processes.
-    torch.manual_seed(config["seed"])
+    # Initial weights, masks and batch order follow the repeat's seed (the grid's for the
+    # first); torch's own start seed differs between processes.
+    seed = repeat_seed(config["seed"], repeat, "pre-training")
+    if repeat:
+        logging.info("pre-training repeat %d: training seed %d", repeat, seed)
+    torch.manual_seed(seed)
     start = continued_from(args.pool, config)
     init: str | None = None
     if start is not None:
@@ -139,7 +151,9 @@ def main() -> None:
         "training": {
             k: pt[k] for k in ("epochs", "batch_seconds", "learning_rate", "max_utterance_seconds")
         },
-        "seed": config["seed"],
+        "seed": seed,
+        # Only repeats after the first say so: the first trains as a grid without repeats.
+        **({"pretrain_repeat": repeat} if repeat else {}),
     }
     pretrain_upstream(
         model,
@@ -149,7 +163,7 @@ def main() -> None:
         epochs=pt["epochs"],
         batch_frames=int(pt["batch_seconds"] * cache.rate),
         learning_rate=pt["learning_rate"],
-        seed=config["seed"],
+        seed=seed,
         max_frames=int(pt["max_utterance_seconds"] * cache.rate),
         grad_accum=pt["grad_accum"],
         nonfinite=pt["nonfinite"],

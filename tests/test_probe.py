@@ -250,8 +250,8 @@ def test_table_has_a_row_per_cell_and_layer_and_the_plot_joins_the_wer_table(tmp
     ]
     frame = probe_frame(files)
     assert len(frame) == 4
-    assert list(frame.columns[:8]) == ["model", "pool", "amount", "corpus", "split",
-                                       "layer_choice", "layer", "num_layers"]  # fmt: skip
+    assert list(frame.columns[:9]) == ["model", "pool", "amount", "pretrain_repeat", "corpus",
+                                       "split", "layer_choice", "layer", "num_layers"]  # fmt: skip
     assert frame["accuracy"].tolist() == [40.0, 50.0, 70.0, 60.0]
     best = best_layers(frame)
     assert best.set_index("model")["layer"].to_dict() == {"fbank": 0, "apc": 1}

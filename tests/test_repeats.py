@@ -135,7 +135,7 @@ def test_summary_is_empty_without_repeats(tmp_path: Path):
     assert repeat_summary(frame).empty
     assert repeat_summary(frame.drop(columns="repeat")).empty
     write_repeat_summary(frame, tmp_path / "repeats.csv")
-    assert (tmp_path / "repeats.csv").read_text() == "model,repeats\n"
+    assert (tmp_path / "repeats.csv").read_text() == "over,model,repeats\n"
 
 
 def test_table_scripts_write_the_summary_and_plots_draw_repeats(tmp_path: Path):
@@ -174,7 +174,7 @@ def test_table_scripts_write_the_summary_and_plots_draw_repeats(tmp_path: Path):
     assert list(summary["model"]) == ["fbank", "apc"] and list(summary["repeats"]) == [2, 2]
     assert list(summary["wer_vs_fbank"]) == [0, -10]
     md = (out / "wer_table.md").read_text()
-    assert "## Fine-tuning repeats" in md and "| apc |" in md.split("## Fine-tuning repeats")[1]
+    assert "## Repeats" in md and "| apc |" in md.split("## Repeats")[1]
 
     from sslgrid.metrics.plots import plot_wer_bars, plot_wer_vs_hours
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -170,7 +171,11 @@ def cache_kinds(config: dict[str, Any]) -> dict[str, set[str]]:
 
 @dataclass(frozen=True)
 class UpstreamCell:
-    """One pre-trained upstream (or the fbank baseline) of the grid."""
+    """One pre-trained upstream (or the fbank baseline) of the grid.
+
+    ``amount`` is the path's label: hours such as ``0.5h`` (or ``all``, or ``none`` for an
+    upstream that is not pre-trained), plus ``-r<r>`` for pre-training repeat r > 0
+    (``pretrain.repeats``)."""
 
     model: str
     pool: str
@@ -180,9 +185,47 @@ class UpstreamCell:
     def path(self) -> str:
         return f"{self.model}/{self.pool}/{self.amount}"
 
+    @property
+    def hours(self) -> str:
+        """The amount without the repeat: ``0.5h``, ``all`` or ``none``."""
+        return split_amount_label(self.amount)[0]
 
-def upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
-    """Every upstream the grid fine-tunes.
+    @property
+    def repeat(self) -> int:
+        """Which pre-training of the same model, pool and amount (0: the first)."""
+        return split_amount_label(self.amount)[1]
+
+
+_REPEAT_SUFFIX = re.compile(r"^(?P<amount>.+)-r(?P<repeat>[1-9][0-9]*)$")
+
+
+def pretrain_amount_label(amount: str, repeat: int) -> str:
+    """Path label of pre-training repeat ``repeat`` of an amount label: the label itself for
+    the first (so a grid without repeats keeps its paths), ``<amount>-r<repeat>`` after it."""
+    if repeat < 0:
+        raise ValueError(f"pre-training repeat {repeat}: expected 0 or more")
+    return amount if repeat == 0 else f"{amount}-r{repeat}"
+
+
+def split_amount_label(label: str) -> tuple[str, int]:
+    """``("0.5h", 2)`` for the path label ``0.5h-r2``; ``(label, 0)`` without a repeat."""
+    match = _REPEAT_SUFFIX.match(label)
+    if match is None:
+        return label, 0
+    return match["amount"], int(match["repeat"])
+
+
+def split_pretrain_repeat(coords: dict[str, Any]) -> dict[str, Any]:
+    """A result's grid coordinates with the pre-training repeat taken out of ``amount``
+    (``amount: 0.5h-r1`` -> ``amount: 0.5h, pretrain_repeat: 1``); 0 for every other."""
+    out = dict(coords)
+    if "amount" in out:
+        out["amount"], out["pretrain_repeat"] = split_amount_label(str(out["amount"]))
+    return out
+
+
+def first_upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
+    """Every upstream the grid fine-tunes, each pre-trained once (no pre-training repeats).
 
     ``fbank`` and imported checkpoints as they are have pool and amount ``none``; models in
     ``pretrain.models`` get one cell per pool and amount (for an imported checkpoint: continued
@@ -202,13 +245,56 @@ def upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
 
 def headline_cells(config: dict[str, Any]) -> list[UpstreamCell]:
     """The grid's headline cells: ``fbank`` and imported checkpoints as they are, and every
-    pre-trained model at the largest amount of the first pool in ``pretrain.pools``."""
+    pre-trained model at the largest amount of the first pool in ``pretrain.pools`` (its
+    first pre-training)."""
     pool, amount = config["pretrain"]["pools"][0], largest_amount(config)
     return [
         cell
-        for cell in upstream_cells(config)
+        for cell in first_upstream_cells(config)
         if cell.pool == NO_PRETRAIN or (cell.pool == pool and cell.amount == amount)
     ]
+
+
+def pretrain_repeat_count(config: dict[str, Any]) -> int:
+    """How often each repeated cell is pre-trained (``pretrain.repeats.count``; 1: once)."""
+    return int((config["pretrain"].get("repeats") or {}).get("count", 1))
+
+
+def pretrain_repeats(config: dict[str, Any]) -> list[UpstreamCell]:
+    """The extra pre-trainings (repeats r > 0) of ``pretrain.repeats``, in grid order.
+
+    ``cells: headline`` repeats the pre-trained headline cells, ``all`` every pre-trained
+    cell. Repeat r of a continued pool starts from repeat r of the pool it continues from,
+    which therefore joins the grid too (each repeat is a whole chain of its own).
+    """
+    count = pretrain_repeat_count(config)
+    if count == 1:
+        return []
+    which = (config["pretrain"].get("repeats") or {}).get("cells", "all")
+    if which == "all":
+        chosen = first_upstream_cells(config)
+    elif which == "headline":
+        chosen = headline_cells(config)
+    else:
+        raise ValueError(f"pretrain.repeats.cells: {which!r}; expected 'all' or 'headline'")
+    wanted = {c for c in chosen if c.pool != NO_PRETRAIN}
+    for cell in list(wanted):
+        start = continued_from(cell.pool, config)
+        while start is not None:
+            wanted.add(UpstreamCell(cell.model, start, cell.amount))
+            start = continued_from(start, config)
+    return [
+        UpstreamCell(cell.model, cell.pool, pretrain_amount_label(cell.amount, r))
+        for cell in first_upstream_cells(config)
+        if cell in wanted
+        for r in range(1, count)
+    ]
+
+
+def upstream_cells(config: dict[str, Any]) -> list[UpstreamCell]:
+    """Every upstream the grid fine-tunes: :func:`first_upstream_cells`, then the repeated
+    pre-trainings (``pretrain.repeats``)."""
+    return first_upstream_cells(config) + pretrain_repeats(config)
 
 
 def stage_cells(config: dict[str, Any], section: str) -> list[UpstreamCell]:
@@ -277,12 +363,13 @@ def repeated_cells(config: dict[str, Any]) -> list[UpstreamCell]:
     raise ValueError(f"finetune.repeats.cells: {which!r}; expected 'all' or 'headline'")
 
 
-def repeat_seed(seed: int, repeat: int) -> int:
-    """The training seed of a fine-tuning repeat: ``seed`` itself for the first, so that a
-    grid without repeats trains exactly as before; for the others a seed derived from both
-    (NumPy's SeedSequence), far from ``seed + k``, which the epochs' shuffles use."""
+def repeat_seed(seed: int, repeat: int, what: str = "fine-tuning") -> int:
+    """The training seed of a (``what``: fine-tuning or pre-training) repeat: ``seed`` itself
+    for the first, so that a grid without repeats trains exactly as before; for the others a
+    seed derived from both (NumPy's SeedSequence), far from ``seed + k``, which the epochs'
+    shuffles use."""
     if repeat < 0:
-        raise ValueError(f"fine-tuning repeat {repeat}: expected 0 or more")
+        raise ValueError(f"{what} repeat {repeat}: expected 0 or more")
     if repeat == 0:
         return seed
     return int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0] & 0x7FFFFFFF)
@@ -357,7 +444,7 @@ def model_args(config: dict[str, Any], model: str) -> dict[str, Any]:
 # is trained. A cell's job depends on the other keys only, so that adding a model, pool, amount
 # or fine-tuning setting to the grid leaves the cells already trained alone.
 GRID_KEYS = {
-    "pretrain": ("models", "pools", "amounts", "mixes", "continued"),
+    "pretrain": ("models", "pools", "amounts", "mixes", "continued", "repeats"),
     "finetune": ("upstreams", "modes", "amounts", "repeats"),
 }
 

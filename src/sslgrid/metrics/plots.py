@@ -47,8 +47,9 @@ def plot_wer_bars(frame: pd.DataFrame, path: str | Path) -> None:
 
     One panel per pre-training pool (columns) and test set and rate (rows, WER then CER); the
     fbank baseline is a dashed line in the decoder's colour across every panel. Bars and lines
-    are each cell's first fine-tuning; where a cell was fine-tuned more than once
-    (``finetune.repeats``), a black dot marks every repeat's rate on its bar.
+    are each cell's first pre-training and fine-tuning; where a cell was pre-trained or
+    fine-tuned more than once (``pretrain.repeats``, ``finetune.repeats``), a black dot marks
+    every run's rate on its bar.
     """
     every = largest_amounts(frame)
     frame = first_repeats(every)
@@ -96,15 +97,19 @@ def _draw_repeats(
     ax, frame: pd.DataFrame, test_set: str, pool: str, decoder: str, models: list[str],
     shift: float, metric: str,
 ) -> None:  # fmt: skip
-    """Every fine-tuning repeat's rate as a dot over its model's bar (cells with repeats)."""
-    if "repeat" not in frame.columns:
+    """Every repeat's rate as a dot over its model's bar (cells with repeats)."""
+    runs = [c for c in ("pretrain_repeat", "repeat") if c in frame.columns]
+    if not runs:
         return
     corpus, split = test_set.split("/")
     rows = frame[
         (frame["corpus"] == corpus) & (frame["split"] == split) & (frame["decoder"] == decoder)
         & (frame["pool"] == pool) & frame["model"].isin(models)
     ]  # fmt: skip
-    repeated = rows.groupby("model")["repeat"].transform("nunique") > 1
+    if rows.empty:
+        return
+    run = rows[runs].astype(str).agg("/".join, axis=1)
+    repeated = run.groupby(rows["model"]).transform("nunique") > 1
     rows = rows[repeated]
     if len(rows):
         xs = [models.index(m) + shift for m in rows["model"]]
@@ -149,9 +154,9 @@ def plot_wer_vs_hours(frame: pd.DataFrame, path: str | Path) -> None:
     (its language and domain in the title, where the table has them) in columns, and per test
     set, decoder and rate (WER, and CER where scored) in rows.
 
-    Each cell's first fine-tuning is drawn (repeats: see the bars). Cells pre-trained on a
-    whole pool ("all") are left out: their hours are not in the table's coordinates. Without
-    any amount in hours, the panels say so instead of drawing nothing.
+    Each cell's first pre-training and fine-tuning is drawn (repeats: see the bars). Cells
+    pre-trained on a whole pool ("all") are left out: their hours are not in the table's
+    coordinates. Without any amount in hours, the panels say so instead of drawing nothing.
     """
     sub = first_repeats(frame).copy()
     sub["hours"] = sub["amount"].map(amount_hours)

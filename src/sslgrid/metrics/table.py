@@ -31,6 +31,7 @@ COORDINATE_ORDER: tuple[str, ...] = (
     "pool_language",
     "pool_domain",
     "amount",
+    "pretrain_repeat",
     "finetune",
     "finetune_mode",
     "labelled",
@@ -175,11 +176,13 @@ class WerTable:
             return []
         return [
             "",
-            "## Fine-tuning repeats",
+            "## Repeats",
             "",
-            "Cells fine-tuned more than once (`finetune.repeats`: same labels and upstream,",
-            "another training seed): mean, standard deviation, minimum and maximum over the",
-            "repeats, in %; `vs fbank`: the mean minus fbank's mean in the same setting.",
+            "Cells run more than once: `over` fine-tuning (`finetune.repeats`: same labels and",
+            "upstream, another training seed) or pre-training (`pretrain.repeats`: same audio,",
+            "another pre-training seed, each upstream fine-tuned once). Mean, standard",
+            "deviation, minimum and maximum over the repeats, in %; `vs fbank`: the mean minus",
+            "fbank's in the same setting.",
             "",
             markdown_table(summary),
         ]
@@ -198,12 +201,23 @@ class WerTable:
         return shown
 
 
-# Coordinates that tell a cell's fine-tuning repeats apart (``finetune.repeats``).
-REPEAT_COORDS: tuple[str, ...] = ("finetune", "repeat")
+# Coordinates that vary between the repeats of a cell: fine-tuning repeats
+# (``finetune.repeats``) have their own label and number; pre-training repeats
+# (``pretrain.repeats``) their own number (each one's first fine-tuning: repeat 0).
+# Per kind: its repeat-number column, and the columns that vary between its repeats.
+REPEAT_COORDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fine-tuning": ("repeat", ("finetune", "repeat")),
+    "pre-training": ("pretrain_repeat", ("pretrain_repeat", "repeat")),
+}
 REPEAT_RATES: tuple[str, ...] = ("wer", "cer")
-# Columns that name the upstream (its coordinates and its pool's description); the baseline
-# of a cell agrees with it on all others.
-UPSTREAM_COLUMNS: tuple[str, ...] = (*UPSTREAM_COORDS, "pool_language", "pool_domain")
+# Columns that name the upstream (its coordinates, its pre-training repeat and its pool's
+# description); the baseline of a cell agrees with it on all others.
+UPSTREAM_COLUMNS: tuple[str, ...] = (
+    *UPSTREAM_COORDS,
+    "pretrain_repeat",
+    "pool_language",
+    "pool_domain",
+)
 
 
 def write_repeat_summary(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
@@ -211,35 +225,64 @@ def write_repeat_summary(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     returns it."""
     summary = repeat_summary(frame)
     if summary.empty:
-        summary = pd.DataFrame(columns=["model", "repeats"])
+        summary = pd.DataFrame(columns=["over", "model", "repeats"])
     write_text_atomic(path, summary.to_csv(index=False))
     return summary
 
 
+def _first(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Rows whose ``column`` (a repeat number) is 0 or missing; all rows without the column."""
+    if column not in frame.columns:
+        return pd.Series(True, index=frame.index)
+    return frame[column].fillna(0).astype(int) == 0
+
+
+def first_finetunings(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each upstream's first fine-tuning (pre-training repeats kept)."""
+    return frame[_first(frame, "repeat")]
+
+
 def first_repeats(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of each cell's first fine-tuning (all rows of a table without repeats)."""
-    if "repeat" not in frame.columns:
-        return frame
-    return frame[frame["repeat"].fillna(0).astype(int) == 0]
+    """The rows of each cell's first pre-training and first fine-tuning (all rows of a table
+    without repeats)."""
+    return frame[_first(frame, "repeat") & _first(frame, "pretrain_repeat")]
 
 
 def repeat_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per cell fine-tuned more than once: how many repeats, and the mean, standard deviation
-    (n - 1), minimum and maximum of WER and CER over them (in %, as in ``frame``).
+    """Per cell run more than once: how many repeats, and the mean, standard deviation (n - 1),
+    minimum and maximum of WER and CER over them (in %, as in ``frame``).
 
-    A cell is every coordinate but the fine-tuning label and the repeat number; cells with one
-    fine-tuning are left out. ``<rate>_vs_fbank`` is the mean's difference from the mean of the
-    fbank cell with the same setting (negative: better), where that cell has repeats too.
+    Two kinds of spread, told apart by the ``over`` column: ``fine-tuning`` (the cell is every
+    coordinate but the fine-tuning label and repeat number: one upstream, several fine-tuning
+    seeds) and ``pre-training`` (every coordinate but the pre-training repeat, first
+    fine-tunings only: several upstreams pre-trained with their own seeds). Cells run once are
+    left out. ``<rate>_vs_fbank`` is the mean's difference from the fbank cell's with the same
+    setting (its mean over its repeats, or its one run; negative: better).
     """
-    if "repeat" not in frame.columns:
+    parts = []
+    for over, (number, columns) in REPEAT_COORDS.items():
+        if number not in frame.columns:
+            continue
+        # Pre-training spread: first fine-tunings only, so the two kinds do not mix.
+        rows = frame if over == "fine-tuning" else frame[_first(frame, "repeat")]
+        part = _spread(rows, columns)
+        if not part.empty:
+            parts.append(part.assign(over=over))
+    if not parts:
         return pd.DataFrame()
-    coords = [c for c in frame.columns if c not in (*METRIC_COLUMNS, PVALUE_COLUMN, *REPEAT_COORDS)]
+    summary = pd.concat(parts, ignore_index=True)
+    # Coordinates in the table's order (a kind's varying ones are empty in its rows).
+    coords = [c for c in frame.columns if c in summary.columns]
+    return summary[["over", *coords, *(c for c in summary.columns if c not in coords + ["over"])]]
+
+
+def _spread(frame: pd.DataFrame, repeat_columns: tuple[str, ...]) -> pd.DataFrame:
+    """:func:`repeat_summary` of one kind: groups over every coordinate but ``repeat_columns``."""
+    ignored = (*METRIC_COLUMNS, PVALUE_COLUMN, *repeat_columns)
+    coords = [c for c in frame.columns if c not in ignored]
     rates = [r for r in REPEAT_RATES if r in frame.columns]
     groups = frame.groupby(coords, dropna=False, sort=False)
     stats = groups[rates].agg(["count", "mean", "std", "min", "max"])
-    stats = stats[stats[(rates[0], "count")] > 1]
-    if stats.empty:
-        return pd.DataFrame()
     out = pd.DataFrame(index=stats.index)
     out["repeats"] = stats[(rates[0], "count")].astype(int)
     for rate in rates:
@@ -256,7 +299,7 @@ def repeat_summary(frame: pd.DataFrame) -> pd.DataFrame:
             round(m - base[k], 2) if k in base else float("nan")
             for k, m in zip(keys, out[f"{rate}_mean"], strict=True)
         ]
-    return out
+    return out[out["repeats"] > 1].reset_index(drop=True)
 
 
 def format_interval(value: float, low: float, high: float) -> str:

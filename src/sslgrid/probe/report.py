@@ -1,8 +1,9 @@
 """The phone probe table and the picture of phone accuracy against WER.
 
 The table is long-format like the WER table: the grid coordinates of the upstream (``model``,
-``pool``, ``amount``), where it was probed (``corpus``, ``split``, ``layer``, and
-``layer_choice``, the ``probe.layers`` setting), then counts and rates in percent.
+``pool``, ``amount``, ``pretrain_repeat``), where it was probed (``corpus``, ``split``,
+``layer``, and ``layer_choice``, the ``probe.layers`` setting), then counts and rates in
+percent.
 """
 
 from __future__ import annotations
@@ -17,9 +18,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from sslgrid.metrics.table import first_repeats  # noqa: E402
+from sslgrid.grid import split_pretrain_repeat  # noqa: E402
+from sslgrid.metrics.table import first_finetunings  # noqa: E402
 
-COORDINATES = ("model", "pool", "amount", "corpus", "split", "layer_choice", "layer", "num_layers")
+COORDINATES = (
+    "model",
+    "pool",
+    "amount",
+    "pretrain_repeat",
+    "corpus",
+    "split",
+    "layer_choice",
+    "layer",
+    "num_layers",
+)
 METRICS = (
     "n_utts",
     "n_frames",
@@ -30,7 +42,7 @@ METRICS = (
     "train_accuracy",
 )
 PERCENT = ("accuracy", "accuracy_low", "accuracy_high", "majority", "train_accuracy")
-JOIN = ("model", "pool", "amount", "corpus", "split")
+JOIN = ("model", "pool", "amount", "pretrain_repeat", "corpus", "split")
 
 
 def probe_frame(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -43,15 +55,18 @@ def probe_frame(paths: Iterable[str | Path]) -> pd.DataFrame:
         ]
         if missing:
             raise ValueError(f"{path}: coords lack {missing}")
+        # amount "0.5h-r1": pre-training repeat 1 of 0.5 h, as in the WER table.
+        coords = split_pretrain_repeat(record["coords"])
         for row in record["rows"]:
-            rows.append({**record["coords"], **row})
+            rows.append({**coords, **row})
     frame = pd.DataFrame(rows, columns=[*COORDINATES, *METRICS])
     frame[list(PERCENT)] = (frame[list(PERCENT)].astype(float) * 100).round(2)
     return frame
 
 
 def best_layers(probes: pd.DataFrame) -> pd.DataFrame:
-    """Per cell (model, pool, amount, corpus, split), the probed layer with the best accuracy."""
+    """Per cell (model, pool, amount, pre-training repeat, test set), the probed layer with the
+    best accuracy."""
     order = probes.sort_values("accuracy", ascending=False)
     return order.drop_duplicates(list(JOIN)).sort_index()
 
@@ -64,8 +79,11 @@ def plot_accuracy_vs_wer(probes: pd.DataFrame, wer: pd.DataFrame, path: str | Pa
     Both axes carry the 95% bootstrap intervals.
     """
     best = best_layers(probes)
-    # One point per cell: its first fine-tuning (repeats would add copies of the probe's x).
-    merged = best.merge(first_repeats(wer), on=list(JOIN), how="inner")
+    # One point per upstream: its first fine-tuning (fine-tuning repeats would add copies of
+    # the probe's x). A table from before pre-training repeats has only first pre-trainings.
+    if "pretrain_repeat" not in wer:
+        wer = wer.assign(pretrain_repeat=0)
+    merged = best.merge(first_finetunings(wer), on=list(JOIN), how="inner")
     test_sets = sorted({f"{c}/{s}" for c, s in zip(merged["corpus"], merged["split"], strict=True)})
     fig, axes = plt.subplots(
         1, max(1, len(test_sets)), figsize=(5.5 * max(1, len(test_sets)), 4.2), squeeze=False

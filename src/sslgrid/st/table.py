@@ -1,8 +1,9 @@
 """results/st_table.csv from the ST score files, and BLEU plotted against the encoder's WER.
 
-One row per encoder cell (model, pool, amount), LM, adapter mode, task and test set. BLEU and
-chrF are on sacrebleu's 0-100 scale; WER and CER are percentages as in results/wer_table.csv;
-every metric has its bootstrap 95% interval. Translation rows carry the sacrebleu signatures.
+One row per encoder cell (model, pool, amount, pre-training repeat), LM, adapter mode, task and
+test set. BLEU and chrF are on sacrebleu's 0-100 scale; WER and CER are percentages as in
+results/wer_table.csv; every metric has its bootstrap 95% interval. Translation rows carry the
+sacrebleu signatures.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from sslgrid.grid import split_pretrain_repeat  # noqa: E402
 from sslgrid.metrics.table import write_text_atomic  # noqa: E402
 
-COORDINATES = ("model", "pool", "amount", "llm", "adapter", "task", "corpus", "split")
+COORDINATES = (
+    "model",
+    "pool",
+    "amount",
+    "pretrain_repeat",
+    "llm",
+    "adapter",
+    "task",
+    "corpus",
+    "split",
+)
 METRICS = (
     "n_utts",
     "n_words",
@@ -37,13 +49,16 @@ METRICS = (
     "cer_low",
     "cer_high",
 )
+# An encoder cell and test set: what a translation and the encoder's WER are matched on.
+ENCODER_CELL = ("model", "pool", "amount", "pretrain_repeat", "corpus", "split")
 PERCENT = ("wer", "wer_low", "wer_high", "cer", "cer_low", "cer_high")
 SIGNATURES = ("bleu_signature", "chrf_signature")
 
 
 def st_row(score: Mapping[str, Any], source: str) -> dict[str, Any]:
     """One table row from a score file's record; error rates become percentages."""
-    coords = score.get("coords", {})
+    # amount "0.5h-r1": pre-training repeat 1 of 0.5 h, as in the WER table.
+    coords = split_pretrain_repeat(score.get("coords", {}))
     missing = [c for c in COORDINATES if c not in coords]
     if missing:
         raise KeyError(f"{source}: score file lacks coordinates {missing}")
@@ -90,7 +105,9 @@ def encoder_wer(
     if decoder not in decoders:
         raise ValueError(f"decoder {decoder!r} is not in the WER table; it has {decoders}")
     sub = wer_table[wer_table["decoder"] == decoder]
-    keep = ["model", "pool", "amount", "corpus", "split", "wer", "wer_low", "wer_high"]
+    if "pretrain_repeat" not in sub:  # a table from before pre-training repeats
+        sub = sub.assign(pretrain_repeat=0)
+    keep = [*ENCODER_CELL, "wer", "wer_low", "wer_high"]
     return (
         sub[keep]
         .rename(columns={"wer": "asr_wer", "wer_low": "asr_wer_low", "wer_high": "asr_wer_high"})
@@ -108,9 +125,9 @@ def plot_bleu_vs_wer(
     """
     translate = st[st["task"] == "translate"]
     asr = encoder_wer(wer_table, finetune=finetune)
-    if asr.duplicated(["model", "pool", "amount", "corpus", "split"]).any():
+    if asr.duplicated(list(ENCODER_CELL)).any():
         raise ValueError("the WER table has several rows per encoder cell; name --finetune")
-    merged = translate.merge(asr, on=["model", "pool", "amount", "corpus", "split"], how="inner")
+    merged = translate.merge(asr, on=list(ENCODER_CELL), how="inner")
     test_sets = sorted({f"{c}/{s}" for c, s in zip(st["corpus"], st["split"], strict=True)})
     fig, axes = plt.subplots(
         1, max(1, len(test_sets)), figsize=(5.5 * max(1, len(test_sets)), 4.2), squeeze=False
