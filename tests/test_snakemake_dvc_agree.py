@@ -94,7 +94,9 @@ def test_default_grid_and_committed_dvc_yaml_agree(tmp_path):
 def test_a_grid_with_every_axis_agrees(tmp_path):
     """Two corpus pools (one synthetic, waiting for the other's held-out text), their mix, a
     pool continued from the mix, two amounts, both input kinds, an imported checkpoint used as
-    it is and pre-trained further, two test sets, fine-tuning repeats of the headline cells."""
+    it is and pre-trained further, two test sets, fine-tuning repeats of the headline cells,
+    pre-training repeats of every cell (a continued pool's from the same repeat of its
+    start)."""
     default = yaml.safe_load((REPO / "config.yaml").read_text())
     packages = default["corpora"]["fillets-nl"]["packages"]  # never fetched: nothing runs
     config = tiny_config(packages, ["fbank", "apc", "cpc", "offshelf"])
@@ -118,6 +120,7 @@ def test_a_grid_with_every_axis_agrees(tmp_path):
     )
     config["test_sets"] = ["fillets-nl/test", "synth-nl/test"]
     config["finetune"]["repeats"] = {"count": 3, "cells": "headline"}
+    config["pretrain"]["repeats"] = {"count": 2, "cells": "all"}
     configfile = tmp_path / "grid.yaml"
     configfile.write_text(yaml.safe_dump(config))
 

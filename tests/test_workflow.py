@@ -202,8 +202,10 @@ def test_dvc_repro_builds_the_same_table(tmp_path):
         )
     upstreams = ["fbank", "apc", "cpc"]  # one model of each input kind
     config = tiny_config(packages, upstreams)
-    # A second fine-tuning of each headline cell (here: every cell) with its own seed.
+    # A second fine-tuning of each headline cell (here: every cell) with its own seed, and a
+    # second pre-training of each pre-trained one (fine-tuned once).
     config["finetune"]["repeats"] = {"count": 2, "cells": "headline"}
+    config["pretrain"]["repeats"] = {"count": 2, "cells": "headline"}
     (project / "config.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(project / "src")}
 
@@ -217,10 +219,16 @@ def test_dvc_repro_builds_the_same_table(tmp_path):
     run("dvc", "repro", "-q")
     rows = read_table(project / "results" / "wer_table.csv")
     check_table(rows, upstreams)
-    repeats = [int(r["repeat"]) for r in rows]
-    assert repeats.count(0) == repeats.count(1) == len(rows) // 2
+    firsts = [r for r in rows if r["pretrain_repeat"] == "0"]
+    repeats = [int(r["repeat"]) for r in firsts]
+    assert repeats.count(0) == repeats.count(1) == len(firsts) // 2
+    again = [(r["model"], r["amount"], r["repeat"]) for r in rows if r["pretrain_repeat"] == "1"]
+    assert sorted(set(again)) == [("apc", "all", "0"), ("cpc", "all", "0")]
     summary = read_table(project / "results" / "wer_repeats.csv")
-    assert {r["model"] for r in summary} == set(upstreams)
+    assert {(r["over"], r["model"]) for r in summary} == {
+        *(("fine-tuning", m) for m in upstreams),
+        *(("pre-training", m) for m in upstreams if m != "fbank"),
+    }
     assert {r["repeats"] for r in summary} == {"2"}
     # The repeat trained on the same labels with another seed, to other weights.
     from sslgrid.grid import repeat_seed
@@ -234,6 +242,17 @@ def test_dvc_repro_builds_the_same_table(tmp_path):
     assert second["config"]["seed"] == repeat_seed(config["seed"], 1)
     assert second["config"]["repeat"] == 1
     assert first["config"]["labelled_utterances"] == second["config"]["labelled_utterances"]
+    assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+    # The pre-training repeat: the same audio, its own seed, other weights.
+    folder = project / "results" / "pretrain" / "cpc" / "fillets-nl"
+    first, second = (
+        torch.load(folder / name / "model.pt", map_location="cpu", weights_only=False)
+        for name in ("all", "all-r1")
+    )
+    assert first["config"]["seed"] == config["seed"] and "pretrain_repeat" not in first["config"]
+    assert second["config"]["seed"] == repeat_seed(config["seed"], 1, "pre-training")
+    assert second["config"]["pretrain_repeat"] == 1 and second["config"]["amount"] == "all-r1"
+    assert first["config"]["utterances"] == second["config"]["utterances"]
     assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
     # One grid cell can be rebuilt on its own.
     run("dvc", "repro", "-f", "-s", "pretrain@apc-fillets-nl-all")
