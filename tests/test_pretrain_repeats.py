@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from workflow_project import run, snakemake_args, tool_env
 
 from sslgrid.config import load_config
 from sslgrid.grid import (
@@ -118,14 +119,8 @@ def test_dry_run_plans_a_pre_training_per_repeat_under_its_label(tmp_path: Path)
     (tmp_path / "repeats.yaml").write_text(
         "pretrain:\n  repeats: {count: 3, cells: headline}\n", encoding="utf-8"
     )
-    proc = subprocess.run(
-        [str(BIN / "snakemake"), "-n", "-p", "--forceall", "--cores", "8",
-         "--snakefile", str(REPO / "Snakefile"), "--directory", str(REPO),
-         "--configfile", str(tmp_path / "repeats.yaml"), "--", "results/wer_repeats.csv"],
-        capture_output=True, text=True,
-        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    args = snakemake_args(REPO, tmp_path / "repeats.yaml", cores=8)
+    proc = run([*args, "-n", "-p", "--forceall", "--", "results/wer_repeats.csv"], REPO, tool_env())
     out = proc.stdout + proc.stderr
     config = grid(count=3, cells="headline")
     assert out.count("rule pretrain:") == len(pretrained(upstream_cells(config)))
@@ -246,3 +241,26 @@ def test_probe_and_translation_tables_split_the_label_too(tmp_path: Path):
     coords = {**record["coords"], "llm": "l", "adapter": "a", "task": "translate"}
     row = st_row({"coords": coords}, "score.json")
     assert (row["amount"], row["pretrain_repeat"]) == ("0.5h", 2)
+
+
+def test_the_probe_plot_matches_pre_trainings_and_reads_an_older_probe_table(tmp_path: Path):
+    from sslgrid.probe.report import plot_accuracy_vs_wer
+
+    probes = pd.DataFrame(
+        [{"model": m, "pool": p, "amount": a, "pretrain_repeat": r, "corpus": "c",
+          "split": "test", "layer": 0, "accuracy": acc, "accuracy_low": acc - 1,
+          "accuracy_high": acc + 1}
+         for m, p, a, r, acc in (("fbank", "none", "none", 0, 40.0), ("apc", "p", "0.5h", 0, 50.0),
+                                 ("apc", "p", "0.5h", 1, 55.0))]
+    )  # fmt: skip
+    wer = WerTable(
+        [score("fbank", 0, 0, 90, 70), score("apc", 0, 0, 80, 60), score("apc", 0, 1, 81, 61),
+         score("apc", 1, 0, 84, 64)]
+    ).frame()  # fmt: skip
+    # Each pre-training's probe against its first fine-tuning's WER: 3 points, not 4.
+    assert plot_accuracy_vs_wer(probes, wer, tmp_path / "a.png") == 3
+    # A probe table written before pre-training repeats: its cells are first pre-trainings.
+    older = probes[probes["pretrain_repeat"] == 0].drop(columns="pretrain_repeat")
+    assert plot_accuracy_vs_wer(older, wer, tmp_path / "b.png") == 2
+    old_wer = wer[wer["pretrain_repeat"] == 0].drop(columns="pretrain_repeat")
+    assert plot_accuracy_vs_wer(older, old_wer, tmp_path / "c.png") == 2

@@ -71,18 +71,22 @@ def best_layers(probes: pd.DataFrame) -> pd.DataFrame:
     return order.drop_duplicates(list(JOIN)).sort_index()
 
 
-def plot_accuracy_vs_wer(probes: pd.DataFrame, wer: pd.DataFrame, path: str | Path) -> None:
-    """Phone frame accuracy (best probed layer) against WER, one point per cell and decoder.
+def plot_accuracy_vs_wer(probes: pd.DataFrame, wer: pd.DataFrame, path: str | Path) -> int:
+    """Phone frame accuracy (best probed layer) against WER, one point per cell and decoder;
+    returns the number of points drawn.
 
-    Cells are matched on model, pool, amount and test set; one panel per test set, one marker
-    colour per decoder, each point named by its model (and pool and amount when pre-trained).
-    Both axes carry the 95% bootstrap intervals.
+    Cells are matched on model, pool, amount, pre-training repeat and test set; one panel per
+    test set, one marker colour per decoder, each point named by its model (and pool and
+    amount when pre-trained, and ``r<r>`` for a pre-training repeat). Both axes carry the 95%
+    bootstrap intervals.
     """
+    # Tables written before pre-training repeats have only first pre-trainings.
+    probes, wer = (
+        t if "pretrain_repeat" in t else t.assign(pretrain_repeat=0) for t in (probes, wer)
+    )
     best = best_layers(probes)
     # One point per upstream: its first fine-tuning (fine-tuning repeats would add copies of
-    # the probe's x). A table from before pre-training repeats has only first pre-trainings.
-    if "pretrain_repeat" not in wer:
-        wer = wer.assign(pretrain_repeat=0)
+    # the probe's x).
     merged = best.merge(first_finetunings(wer), on=list(JOIN), how="inner")
     test_sets = sorted({f"{c}/{s}" for c, s in zip(merged["corpus"], merged["split"], strict=True)})
     fig, axes = plt.subplots(
@@ -101,6 +105,7 @@ def plot_accuracy_vs_wer(probes: pd.DataFrame, wer: pd.DataFrame, path: str | Pa
             )  # fmt: skip
             for row in rows.itertuples(index=False):
                 name = row.model if row.pool == "none" else f"{row.model} {row.pool} {row.amount}"
+                name += f" r{row.pretrain_repeat}" if row.pretrain_repeat else ""
                 ax.annotate(name, (row.accuracy, row.wer), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")  # fmt: skip
         if sub.empty:
@@ -114,3 +119,4 @@ def plot_accuracy_vs_wer(probes: pd.DataFrame, wer: pd.DataFrame, path: str | Pa
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return len(merged)
