@@ -124,6 +124,8 @@ def plot_bleu_vs_wer(
     with its encoder and showing both bootstrap intervals.
     """
     translate = st[st["task"] == "translate"]
+    if "pretrain_repeat" not in translate:  # a table from before pre-training repeats
+        translate = translate.assign(pretrain_repeat=0)
     asr = encoder_wer(wer_table, finetune=finetune)
     if asr.duplicated(list(ENCODER_CELL)).any():
         raise ValueError("the WER table has several rows per encoder cell; name --finetune")
