@@ -1,4 +1,5 @@
-"""wer_repeats stage: mean and spread over fine-tuning repeats, from results/wer_table.csv."""
+"""wer_repeats stage: mean and spread over fine-tuning and pre-training repeats, from
+results/wer_table.csv."""
 
 from __future__ import annotations
 

@@ -76,8 +76,9 @@ rule wer_table:
         " --csv {output.csv} --md {output.md} 2> {log}"
 
 
-# Its own rule, reading the table: cells fine-tuned more than once (finetune.repeats), with
-# mean and spread over their repeats; a header line only when nothing is repeated.
+# Its own rule, reading the table: cells fine-tuned or pre-trained more than once
+# (finetune.repeats, pretrain.repeats), with mean and spread over their repeats; a header line
+# only when nothing is repeated.
 rule wer_repeats:
     input:
         "results/wer_table.csv",
