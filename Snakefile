@@ -92,6 +92,7 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/probe.smk"
 include: "workflow/rules/st.smk"
+include: "workflow/rules/curves.smk"
 
 
 rule all:
@@ -101,6 +102,8 @@ rule all:
         "results/wer_repeats.csv",
         "results/plots/wer_by_upstream.png",
         "results/plots/wer_vs_hours.png",
+        "results/plots/pretrain_curves.png",
+        "results/plots/finetune_curves.png",
         probe_targets(),
         st_targets(),
     default_target: True

@@ -49,6 +49,8 @@ TABLE_AND_PLOTS = [
     "results/wer_table.csv",
     "results/plots/wer_by_upstream.png",
     "results/plots/wer_vs_hours.png",
+    "results/plots/pretrain_curves.png",
+    "results/plots/finetune_curves.png",
 ]
 UPSTREAMS = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]["upstreams"]
 DECODERS = yaml.safe_load((REPO / "config.yaml").read_text())["decode"]["decoders"]
@@ -254,6 +256,8 @@ def test_dvc_repro_builds_the_same_table(tmp_path):
     assert second["config"]["pretrain_repeat"] == 1 and second["config"]["amount"] == "all-r1"
     assert first["config"]["utterances"] == second["config"]["utterances"]
     assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+    for name in ("pretrain_curves.png", "finetune_curves.png"):
+        assert (project / "results" / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     # One grid cell can be rebuilt on its own.
     run("dvc", "repro", "-f", "-s", "pretrain@apc-fillets-nl-all")
 

@@ -420,6 +420,28 @@ def plots_stage() -> dict[str, Any]:
     }
 
 
+def training_curves_stage(config: dict[str, Any]) -> dict[str, Any]:
+    """Per-epoch curves of every cell, from the history files the training stages write."""
+    pretrain = [
+        f"results/pretrain/{c.path}/history.tsv"
+        for c in upstream_cells(config)
+        if c.pool != NO_PRETRAIN
+    ]
+    finetune = [
+        f"results/finetune/{c.path}/{s.label}/history.tsv" for c, s in finetune_cells(config)
+    ]
+    return {
+        "cmd": "python scripts/plot_training.py --pretrain "
+        + " ".join(pretrain)
+        + " --finetune "
+        + " ".join(finetune)
+        + " --pretrain-out results/plots/pretrain_curves.png"
+        " --finetune-out results/plots/finetune_curves.png",
+        "deps": ["scripts/plot_training.py", "src/sslgrid/metrics/curves.py", *pretrain, *finetune],
+        "outs": ["results/plots/pretrain_curves.png", "results/plots/finetune_curves.png"],
+    }
+
+
 # Linear phone separability (workflow/rules/probe.smk): labels per test corpus, one probe per
 # upstream cell and test set, the table and the plot against WER.
 
@@ -552,6 +574,7 @@ def build_pipeline(config: dict[str, Any], written: dict[str, Any] | None = None
         "wer_table": table_stage(config),
         "wer_repeats": repeats_stage(),
         "plots": plots_stage(),
+        "training_curves": training_curves_stage(config),
         **probe_stages(config),
         **st_stages(config),
     }

@@ -196,7 +196,7 @@ class UpstreamCell:
         return split_amount_label(self.amount)[1]
 
 
-_REPEAT_SUFFIX = re.compile(r"^(?P<amount>.+)-r(?P<repeat>[1-9][0-9]*)$")
+_REPEAT_SUFFIX = re.compile(r"^(?P<label>.+)-r(?P<repeat>[1-9][0-9]*)$")
 
 
 def pretrain_amount_label(amount: str, repeat: int) -> str:
@@ -207,12 +207,19 @@ def pretrain_amount_label(amount: str, repeat: int) -> str:
     return amount if repeat == 0 else f"{amount}-r{repeat}"
 
 
-def split_amount_label(label: str) -> tuple[str, int]:
-    """``("0.5h", 2)`` for the path label ``0.5h-r2``; ``(label, 0)`` without a repeat."""
+def split_repeat_suffix(label: str) -> tuple[str, int]:
+    """A path label without its repeat suffix, and the repeat: ``("0.5h", 2)`` for ``0.5h-r2``,
+    ``("frozen-c", 1)`` for ``frozen-c-r1``; ``(label, 0)`` without a suffix."""
     match = _REPEAT_SUFFIX.match(label)
     if match is None:
         return label, 0
-    return match["amount"], int(match["repeat"])
+    return match["label"], int(match["repeat"])
+
+
+def split_amount_label(label: str) -> tuple[str, int]:
+    """``("0.5h", 2)`` for the pre-training path label ``0.5h-r2``; ``(label, 0)`` without a
+    repeat."""
+    return split_repeat_suffix(label)
 
 
 def split_pretrain_repeat(coords: dict[str, Any]) -> dict[str, Any]:
