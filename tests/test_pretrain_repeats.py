@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_repeats import run_table_scripts, write_score_file
 from workflow_project import run, snakemake_args, tool_env
 
 from sslgrid.config import load_config
@@ -188,25 +187,9 @@ def test_table_script_splits_the_label_and_the_plots_draw_every_pre_training(tmp
         record = score(model, pt, 0, w, c)
         record["coords"]["amount"] = pretrain_amount_label(record["coords"].pop("amount"), pt)
         del record["coords"]["pretrain_repeat"]  # as scripts/score.py writes them
-        folder = tmp_path / model / str(pt)
-        folder.mkdir(parents=True)
-        (folder / "score.json").write_text(json.dumps(record))
-        (folder / "per_utt.tsv").write_text(
-            "id\tref\thyp\tword_errors\tn_words\tchar_errors\tn_chars\n"
-            + "".join(f"u{i}\tr\th\t{i % 3}\t4\t0\t1\n" for i in range(10))
-        )
-        paths.append(str(folder / "score.json"))
+        paths.append(write_score_file(tmp_path / model / str(pt), record))
     out = tmp_path / "out"
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    for args in (
-        ["make_table.py", "--scores", *paths, "--csv", str(out / "wer_table.csv"),
-         "--md", str(out / "wer_table.md")],
-        ["repeat_table.py", "--table", str(out / "wer_table.csv"),
-         "--out", str(out / "wer_repeats.csv")],
-    ):  # fmt: skip
-        done = subprocess.run([sys.executable, str(REPO / "scripts" / args[0]), *args[1:]],
-                              capture_output=True, text=True, env=env, cwd=REPO)  # fmt: skip
-        assert done.returncode == 0, done.stderr
+    run_table_scripts(paths, out)
     table = pd.read_csv(out / "wer_table.csv", dtype={"amount": str})
     assert list(table["amount"]) == ["none", "0.5h", "0.5h"]
     assert list(table["pretrain_repeat"]) == [0, 0, 1]

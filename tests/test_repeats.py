@@ -138,34 +138,41 @@ def test_summary_is_empty_without_repeats(tmp_path: Path):
     assert (tmp_path / "repeats.csv").read_text() == "over,model,repeats\n"
 
 
-def test_table_scripts_write_the_summary_and_plots_draw_repeats(tmp_path: Path):
-    paths = []
-    values = {"fbank": [(90, 70), (94, 74)], "apc": [(80, 60), (84, 64)]}
-    for model, runs in values.items():
-        for r, (w, c) in enumerate(runs):
-            record = score(model, r, w, c)
-            folder = tmp_path / model / str(r)
-            folder.mkdir(parents=True)
-            (folder / "score.json").write_text(json.dumps(record))
-            (folder / "per_utt.tsv").write_text(
-                "id\tref\thyp\tword_errors\tn_words\tchar_errors\tn_chars\n"
-                + "".join(f"u{i}\tr\th\t{i % 3}\t4\t0\t1\n" for i in range(10))
-            )
-            paths.append(str(folder / "score.json"))
-    out = tmp_path / "out"
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+def write_score_file(folder: Path, record: dict) -> str:
+    """A score file and the per-utterance errors beside it (as the score stage writes them)."""
+    folder.mkdir(parents=True)
+    (folder / "score.json").write_text(json.dumps(record))
+    (folder / "per_utt.tsv").write_text(
+        "id\tref\thyp\tword_errors\tn_words\tchar_errors\tn_chars\n"
+        + "".join(f"u{i}\tr\th\t{i % 3}\t4\t0\t1\n" for i in range(10))
+    )
+    return str(folder / "score.json")
 
-    def script(name: str, *args: str) -> None:
+
+def run_table_scripts(paths: list[str], out: Path) -> None:
+    """The wer_table and wer_repeats stages' scripts on ``paths``, into ``out``."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    for name, *args in (
+        ["make_table.py", "--scores", *paths, "--csv", str(out / "wer_table.csv"),
+         "--md", str(out / "wer_table.md")],
+        ["repeat_table.py", "--table", str(out / "wer_table.csv"),
+         "--out", str(out / "wer_repeats.csv")],
+    ):  # fmt: skip
         done = subprocess.run(
             [sys.executable, str(REPO / "scripts" / name), *args],
             capture_output=True, text=True, env=env, cwd=REPO,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
 
-    script("make_table.py", "--scores", *paths, "--csv", str(out / "wer_table.csv"),
-           "--md", str(out / "wer_table.md"))  # fmt: skip
-    script("repeat_table.py", "--table", str(out / "wer_table.csv"),
-           "--out", str(out / "wer_repeats.csv"))  # fmt: skip
+
+def test_table_scripts_write_the_summary_and_plots_draw_repeats(tmp_path: Path):
+    paths = []
+    values = {"fbank": [(90, 70), (94, 74)], "apc": [(80, 60), (84, 64)]}
+    for model, runs in values.items():
+        for r, (w, c) in enumerate(runs):
+            paths.append(write_score_file(tmp_path / model / str(r), score(model, r, w, c)))
+    out = tmp_path / "out"
+    run_table_scripts(paths, out)
     table = pd.read_csv(out / "wer_table.csv")
     assert sorted(table["repeat"]) == [0, 0, 1, 1]
     # Each repeat is compared with fbank's repeat of the same number.
