@@ -286,10 +286,9 @@ def pretrain_repeats(config: dict[str, Any]) -> list[UpstreamCell]:
         raise ValueError(f"pretrain.repeats.cells: {which!r}; expected 'all' or 'headline'")
     wanted = {c for c in chosen if c.pool != NO_PRETRAIN}
     for cell in list(wanted):
-        start = continued_from(cell.pool, config)
-        while start is not None:
+        start = continued_from(cell.pool, config)  # never itself continued (config checks)
+        if start is not None:
             wanted.add(UpstreamCell(cell.model, start, cell.amount))
-            start = continued_from(start, config)
     return [
         UpstreamCell(cell.model, cell.pool, pretrain_amount_label(cell.amount, r))
         for cell in first_upstream_cells(config)

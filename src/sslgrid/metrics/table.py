@@ -201,10 +201,9 @@ class WerTable:
         return shown
 
 
-# Coordinates that vary between the repeats of a cell: fine-tuning repeats
-# (``finetune.repeats``) have their own label and number; pre-training repeats
-# (``pretrain.repeats``) their own number (each one's first fine-tuning: repeat 0).
-# Per kind: its repeat-number column, and the columns that vary between its repeats.
+# Per kind of repeat: its repeat-number column, and the columns that vary between the repeats
+# of a cell. Fine-tuning repeats (``finetune.repeats``) have their own label and number;
+# pre-training repeats (``pretrain.repeats``) their own number (and fine-tuning repeat 0).
 REPEAT_COORDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fine-tuning": ("repeat", ("finetune", "repeat")),
     "pre-training": ("pretrain_repeat", ("pretrain_repeat", "repeat")),
