@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from sslgrid.metrics.curves import plot_curves, read_histories
+from sslgrid.metrics.curves import METRIC_NAMES, plot_curves, read_histories
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,9 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.info("%s: %d pre-training curves", args.pretrain_out, lines)
     finetune = read_histories(args.finetune)
     metric = "dev_cer" if "dev_cer" in finetune else "train_loss"
-    lines = plot_curves(
-        finetune, metric, args.finetune_out, f"fine-tuning {metric.replace('_', ' ')} per epoch"
-    )
+    name = METRIC_NAMES[metric]
+    lines = plot_curves(finetune, metric, args.finetune_out, f"fine-tuning: {name} per epoch")
     logging.info("%s: %d fine-tuning curves", args.finetune_out, lines)
 
 

@@ -24,6 +24,7 @@ from sslgrid.grid import NO_PRETRAIN, split_amount_label, split_repeat_suffix  #
 STAGES = ("pretrain", "finetune")
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "v", "D")
+METRIC_NAMES = {"train_loss": "training loss", "dev_cer": "dev CER", "dev_wer": "dev WER"}
 
 
 def history_coords(path: str | Path) -> dict[str, str | int]:
@@ -119,14 +120,19 @@ def plot_curves(frame: pd.DataFrame, metric: str, path: str | Path, title: str) 
         ax.set_title(model, fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_ylabel(METRIC_NAMES.get(metric, metric))
     for ax in list(axes.flat)[max(1, len(models)) :]:
         ax.set_visible(False)
     has_baseline = (frame.get("pool", pd.Series(dtype=str)) == NO_PRETRAIN).any()
     keys = _legend_keys(pools, amounts, settings, has_baseline)
-    fig.legend(handles=keys, loc="lower center", ncol=min(len(keys), 8), fontsize=7)
+    # About 1.7 inches an entry; the figure grows by the legend's rows so the panels keep size.
+    columns = max(1, min(len(keys), int(4.2 * ncols / 1.7)))
+    rows = -(-len(keys) // columns)
+    legend_inches = 0.25 * rows + 0.15
+    fig.set_figheight(3.2 * nrows + legend_inches)
+    fig.legend(handles=keys, loc="lower center", ncol=columns, fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 + 0.03 * (len(keys) // 8), 1, 1))
+    fig.tight_layout(rect=(0, legend_inches / (3.2 * nrows + legend_inches), 1, 1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
