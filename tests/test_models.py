@@ -149,19 +149,6 @@ def test_conv_recogniser_ignores_padding_and_follows_subsampling():
     torch.testing.assert_close(log_probs[1, :4], alone[0])
 
 
-def test_pad_layers_gives_a_contiguous_zero_padded_float_batch():
-    """Cached (L, T_i, D) float16 states -> (L, B, T_max, D) float32, each item in place."""
-    from sslgrid.asr.finetune import pad_layers
-
-    items = [torch.randn(3, t, 4).half() for t in (5, 2, 7)]
-    batch, lengths = pad_layers(items)
-    assert batch.shape == (3, 3, 7, 4) and batch.dtype == torch.float32
-    assert batch.is_contiguous() and lengths.tolist() == [5, 2, 7]
-    for j, x in enumerate(items):
-        torch.testing.assert_close(batch[:, j, : x.shape[1]], x.float(), rtol=0, atol=0)
-        assert not batch[:, j, x.shape[1] :].any()
-
-
 def test_downstream_config_refuses_unknown_kinds_and_even_kernels():
     with pytest.raises(ValueError, match="kind 'gru'"):
         DownstreamConfig(kind="gru")

@@ -104,19 +104,9 @@ class FrozenRecogniser(torch.nn.Module):
 
 
 def pad_layers(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L, T_i, D) items -> contiguous (L, B, T_max, D) float32, zero-padded, and lengths.
-
-    Each item is copied once, converted on the way: a training step reads every cached frame
-    of its batch here, so no intermediate padded copy or transposed view is made.
-    """
-    lengths = torch.tensor([x.shape[1] for x in items])
-    first = items[0]
-    out = first.new_zeros(
-        (first.shape[0], len(items), int(lengths.max()), first.shape[2]), dtype=torch.float32
-    )
-    for j, x in enumerate(items):
-        out[:, j, : x.shape[1]] = x
-    return out, lengths
+    """(L, T_i, D) items -> (L, B, T_max, D) float32 and lengths."""
+    batch, lengths = pad_sequences([x.transpose(0, 1) for x in items])
+    return batch.float().permute(2, 0, 1, 3), lengths
 
 
 @torch.no_grad()
