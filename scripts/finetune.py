@@ -20,6 +20,7 @@ from sslgrid.logs import setup_logging
 from sslgrid.models.factory import build_upstream, load_upstream, upstream_spec
 from sslgrid.train.checkpoint import input_fingerprints
 from sslgrid.train.distributed import close_world, init_world
+from sslgrid.train.loop import EarlyStopping
 
 
 def transcripts(
@@ -136,6 +137,7 @@ def main() -> None:
     if args.mode == "full" and args.upstream == "fbank":
         parser.error("the fbank baseline has nothing to fine-tune: it is only ever 'frozen'")
     train = labelled_subset(train, manifests / "cuts_train.jsonl.gz", args.labelled, config)
+    stopping = ft.get("early_stopping")  # absent or null: every epoch
     learning_rate = ft["full"]["learning_rate"] if args.mode == "full" else ft["learning_rate"]
     frame_repeat = frame_repeat_for(upstream, ft["frame_rate_ms"])
     downstream: DownstreamConfig | LinearHeadConfig
@@ -166,6 +168,8 @@ def main() -> None:
         "training": {
             **{k: ft[k] for k in ("epochs", "batch_seconds", "max_utterance_seconds")},
             "learning_rate": learning_rate,
+            # Only when set: checkpoints of runs without it keep their configuration.
+            **({"early_stopping": stopping} if stopping else {}),
         },
         "seed": seed,
         # Only repeats after the first say so: the first trains as a grid without repeats.
@@ -191,6 +195,7 @@ def main() -> None:
         grad_accum=ft["grad_accum"],
         nonfinite=ft["nonfinite"],
         world=world,
+        early_stopping=EarlyStopping("dev_cer", **stopping) if stopping else None,
     )
 
 

@@ -29,6 +29,7 @@ from sslgrid.train.batching import duration_batches
 from sslgrid.train.checkpoint import atomic_save
 from sslgrid.train.distributed import World
 from sslgrid.train.loop import (
+    EarlyStopping,
     TrainState,
     new_train_state,
     optimise_batch,
@@ -166,6 +167,7 @@ def finetune_frozen(
     grad_accum: int = 1,
     world: World | None = None,
     nonfinite: str = "stop",
+    early_stopping: EarlyStopping | None = None,
 ) -> TrainState:
     """Train a CTC recogniser on the frozen ``upstream``; keep the epoch with the best dev CER.
 
@@ -175,7 +177,8 @@ def finetune_frozen(
 
     Each batch is shared by the ranks of ``world`` (``sslgrid.train.distributed``) and split
     into ``grad_accum`` micro-batches on each, for the same update as in one process. Every
-    rank encodes the data and evaluates on dev; only rank 0 writes.
+    rank encodes the data and evaluates on dev; only rank 0 writes. ``early_stopping`` (on
+    ``dev_cer``) may end training before ``epochs``.
     """
     world = world or World()
     progress = progress and world.is_main
@@ -228,7 +231,10 @@ def finetune_frozen(
     def evaluate() -> dict[str, float]:
         return dev_error_rates(dev[1], transcribe(model, tokenizer, dev_x, batch_frames))
 
-    run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer")
+    run_epochs(
+        state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer",
+        early_stopping,
+    )  # fmt: skip
     if world.is_main:
         chosen = state.best["model"] if state.best else state.model.state_dict()
         write_recogniser(state, out_path, chosen, upstream.state_dict())
@@ -351,6 +357,7 @@ def finetune_full(
     grad_accum: int = 1,
     world: World | None = None,
     nonfinite: str = "stop",
+    early_stopping: EarlyStopping | None = None,
 ) -> TrainState:
     """Fine-tune ``upstream`` (its waveform CNN frozen) with a linear CTC head; keep the epoch
     with the best dev CER.
@@ -407,7 +414,10 @@ def finetune_full(
         batch_frames = int(batch_seconds * frames_per_second(upstream, head_config.frame_repeat))
         return dev_error_rates(dev[1], transcribe(head, tokenizer, dev_x, batch_frames))
 
-    run_epochs(state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer")
+    run_epochs(
+        state, epochs, out_path.parent / "checkpoints", train_epoch, evaluate, "dev_cer",
+        early_stopping,
+    )  # fmt: skip
     if world.is_main:
         chosen = state.best["model"] if state.best else model.state_dict()
         write_recogniser(

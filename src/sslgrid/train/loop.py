@@ -47,6 +47,41 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop before the last epoch when the held-out ``key`` (lower is better) has not improved
+    on its best value for ``patience`` epochs, once at least ``min_epochs`` have run.
+
+    ``min_epochs`` keeps a run that sits on a plateau early in training (a CTC recogniser that
+    still emits only blanks) from being stopped before it had the chance to leave it.
+    """
+
+    key: str
+    patience: int
+    min_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.patience < 1 or self.min_epochs < 1:
+            raise ValueError(
+                f"early stopping: patience ({self.patience}) and min_epochs "
+                f"({self.min_epochs}) must be at least 1"
+            )
+
+    def reason(self, history: Sequence[dict[str, float]]) -> str | None:
+        """Why training stops after ``history``'s epochs; None: it goes on."""
+        if len(history) < self.min_epochs:
+            return None
+        values = [epoch[self.key] for epoch in history]
+        best = min(range(len(values)), key=values.__getitem__)  # the first epoch at the best
+        waited = len(values) - 1 - best
+        if waited < self.patience:
+            return None
+        return (
+            f"{self.key} has not improved on epoch {best + 1}'s {values[best]:.4g} for "
+            f"{waited} epochs (patience {self.patience})"
+        )
+
+
 @dataclass
 class TrainState:
     """Everything a rerun needs to continue where a killed run stopped."""
@@ -242,17 +277,22 @@ def run_epochs(
     train_epoch: Callable[[int], dict[str, float]],
     evaluate: Callable[[], dict[str, float]] | None = None,
     select_key: str | None = None,
+    early_stopping: EarlyStopping | None = None,
 ) -> TrainState:
     """Run the remaining epochs, checkpointing after each; resume from the newest checkpoint.
 
     ``train_epoch(epoch)`` trains one epoch and returns its metrics; ``evaluate`` returns
     held-out metrics. When ``select_key`` is given, the model with the lowest value of that
-    metric is kept in ``state.best``.
+    metric is kept in ``state.best``. ``early_stopping`` (its key among ``evaluate``'s metrics)
+    may end training before ``epochs``; the decision is taken from the history alone, so a
+    resumed run takes the same one.
 
     ``train_epoch`` must skip the first ``state.batches_done`` batches of its epoch: a run stopped
     by SIGTERM or SIGUSR1 (``sslgrid.train.preemption``) checkpoints after its current optimiser
     step and raises ``Preempted``, and the rerun resumes that epoch where it stopped.
     """
+    if early_stopping is not None and evaluate is None:
+        raise ValueError("early stopping needs held-out metrics: pass `evaluate`")
     found = newest_checkpoint(ckpt_dir)
     ckpt = None if found is None else found[1]
     if ckpt is not None and ckpt["config"] != state.config:
@@ -271,6 +311,9 @@ def run_epochs(
         state.restore(ckpt)
     with PreemptionGuard(ckpt_dir) as state.preemption:
         while state.epoch < epochs:
+            if early_stopping is not None and (why := early_stopping.reason(state.history)):
+                log.info("stopping after epoch %d of %d: %s", state.epoch, epochs, why)
+                break
             started = time.monotonic()
             metrics = {"epoch": state.epoch + 1, **train_epoch(state.epoch)}
             if evaluate is not None:
