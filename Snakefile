@@ -104,6 +104,7 @@ rule all:
         "results/plots/wer_vs_hours.png",
         "results/plots/pretrain_curves.png",
         "results/plots/finetune_curves.png",
+        "results/training_summary.csv",
         probe_targets(),
         st_targets(),
     default_target: True

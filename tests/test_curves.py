@@ -6,9 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from sslgrid.metrics.curves import history_coords, plot_curves, read_histories
+from sslgrid.metrics.curves import (
+    history_coords,
+    plot_curves,
+    read_histories,
+    training_summary,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,3 +98,62 @@ def test_the_script_draws_both_figures(tmp_path: Path):
     assert "6 pre-training curves" in done.stderr and "1 fine-tuning curves" in done.stderr
     for name in ("pt.png", "ft.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_summary_has_one_row_per_training_with_its_selected_epoch(tmp_path: Path):
+    files = [
+        write_history(tmp_path, "pretrain/apc/p/0.5h", [(1, 4.0, 1e-3, 2.5), (2, 3.0, 5e-4, 2.0)],
+                      PRETRAIN),
+        # Best dev CER at epoch 2 of 4, the tie at epoch 4 does not move it: stopped early.
+        write_history(tmp_path, "finetune/apc/p/0.5h/frozen-c", [
+            (1, 3, 0.1, 0.9, 1.0, 1), (2, 2, 0.1, 0.5, 0.9, 1), (3, 1.5, 0.1, 0.6, 0.9, 1),
+            (4, 1.2, 0.1, 0.5, 0.9, 1)], FINETUNE),
+        # Still improving at its last epoch.
+        write_history(tmp_path, "finetune/fbank/none/none/frozen-c-r1", [
+            (1, 3, 0.1, 0.9, 1.0, 4), (2, 2, 0.1, 0.7, 1.0, 4)], FINETUNE),
+    ]  # fmt: skip
+    summary = training_summary(read_histories(files))
+    rows = summary.to_dict("records")
+    assert [r["stage"] for r in rows] == ["pretrain", "finetune", "finetune"]
+    pretrain, stopped, improving = rows
+    assert (pretrain["epochs"], pretrain["seconds"]) == (2, 4.5)
+    assert (pretrain["train_loss_first"], pretrain["train_loss_last"]) == (4.0, 3.0)
+    assert pretrain["last_loss_drop"] == pytest.approx(0.25)
+    assert pd.isna(pretrain["best_epoch"]) and pd.isna(pretrain["best_at_last"])
+    assert (stopped["epochs"], stopped["best_epoch"], stopped["dev_cer_best"]) == (4, 2, 0.5)
+    assert stopped["best_at_last"] is False and pd.isna(stopped["last_loss_drop"])
+    assert (improving["model"], improving["repeat"], improving["finetune"]) == (
+        "fbank",
+        1,
+        "frozen-c-r1",
+    )
+    assert (improving["best_epoch"], improving["best_at_last"], improving["seconds"]) == (
+        2,
+        True,
+        8,
+    )
+    assert training_summary(read_histories([])).empty
+
+
+def test_the_script_writes_the_summary_and_names_recognisers_still_improving(tmp_path: Path):
+    pretrain = write_history(tmp_path, "pretrain/apc/p/0.5h", [(1, 4.0, 1e-3, 2)], PRETRAIN)
+    finetune = [
+        write_history(tmp_path, "finetune/apc/p/0.5h/frozen-c",
+                      [(1, 3, 0.1, 0.9, 1.0, 1), (2, 2, 0.1, 0.95, 1.0, 1)], FINETUNE),
+        write_history(tmp_path, "finetune/cpc/p/0.5h/frozen-c",
+                      [(1, 3, 0.1, 0.9, 1.0, 1), (2, 2, 0.1, 0.8, 1.0, 1)], FINETUNE),
+    ]  # fmt: skip
+    out = tmp_path / "plots"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "plot_training.py"),
+         "--pretrain", str(pretrain), "--finetune", *map(str, finetune),
+         "--pretrain-out", str(out / "pt.png"), "--finetune-out", str(out / "ft.png"),
+         "--summary-out", str(tmp_path / "summary.csv")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "1 of 2 fine-tunings had their best dev CER at their last epoch" in done.stderr
+    assert "cpc/p/0.5h/frozen-c" in done.stderr and "apc/p/0.5h/frozen-c" not in done.stderr
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary["stage"]) == ["pretrain", "finetune", "finetune"]
+    assert list(summary["best_epoch"].iloc[1:]) == [1, 2]

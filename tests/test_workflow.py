@@ -51,6 +51,7 @@ TABLE_AND_PLOTS = [
     "results/plots/wer_vs_hours.png",
     "results/plots/pretrain_curves.png",
     "results/plots/finetune_curves.png",
+    "results/training_summary.csv",
 ]
 UPSTREAMS = yaml.safe_load((REPO / "config.yaml").read_text())["finetune"]["upstreams"]
 DECODERS = yaml.safe_load((REPO / "config.yaml").read_text())["decode"]["decoders"]
@@ -153,6 +154,25 @@ def test_snakemake_runs_the_whole_dag(tmp_path):
     assert {r["pool"] for r in rows if r["model"] == "offshelf"} == {"none", "fillets-nl"}
     md = (workdir / "results" / "wer_table.md").read_text()
     assert "torch" in md and "git" in md.lower()
+    # One summary row per training: every fine-tuning with its selected epoch, every
+    # pre-training with its loss.
+    trainings = read_table(workdir / "results" / "training_summary.csv")
+    finetuned = sorted((workdir / "results" / "finetune").glob("*/*/*/*/model.pt"))
+    pretrained = [
+        path
+        for path in (workdir / "results" / "pretrain").glob("*/*/*/model.pt")
+        if path.parts[-3] != "none"  # an off-the-shelf model taken as it is: not trained here
+    ]
+    assert [r["stage"] for r in trainings] == ["pretrain"] * len(pretrained) + ["finetune"] * len(
+        finetuned
+    )
+    for r in trainings:
+        assert int(r["epochs"]) >= 1 and float(r["seconds"]) > 0, r
+        if r["stage"] == "finetune":
+            assert 1 <= int(r["best_epoch"]) <= int(r["epochs"]), r
+            assert 0 <= float(r["dev_cer_best"]) and r["best_at_last"] in ("True", "False"), r
+        else:
+            assert r["best_epoch"] == "" and float(r["train_loss_last"]) > 0, r
     logs = ["corpus/fillets-nl.log", "pretrain/offshelf/fillets-nl/all.log"]
     for log in logs + [f"pretrain/{m}/fillets-nl/all.log" for m in UPSTREAMS if m != "fbank"]:
         assert (workdir / "logs" / log).stat().st_size > 0

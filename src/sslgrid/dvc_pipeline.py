@@ -421,7 +421,8 @@ def plots_stage() -> dict[str, Any]:
 
 
 def training_curves_stage(config: dict[str, Any]) -> dict[str, Any]:
-    """Per-epoch curves of every cell, from the history files the training stages write."""
+    """Per-epoch curves of every cell and the training summary table, from the history files
+    the training stages write."""
     pretrain = [
         f"results/pretrain/{c.path}/history.tsv"
         for c in upstream_cells(config)
@@ -436,9 +437,14 @@ def training_curves_stage(config: dict[str, Any]) -> dict[str, Any]:
         + " --finetune "
         + " ".join(finetune)
         + " --pretrain-out results/plots/pretrain_curves.png"
-        " --finetune-out results/plots/finetune_curves.png",
+        " --finetune-out results/plots/finetune_curves.png"
+        " --summary-out results/training_summary.csv",
         "deps": ["scripts/plot_training.py", "src/sslgrid/metrics/curves.py", *pretrain, *finetune],
-        "outs": ["results/plots/pretrain_curves.png", "results/plots/finetune_curves.png"],
+        "outs": [
+            "results/plots/pretrain_curves.png",
+            "results/plots/finetune_curves.png",
+            "results/training_summary.csv",
+        ],
     }
 
 

@@ -1,6 +1,7 @@
 # training_curves: the per-epoch pre-training loss and fine-tuning dev CER of every cell, one
 # figure each, from the history.tsv files beside the models (cells in grid order, so a pool
-# has the same colour in both).
+# has the same colour in both), and one summary row per training (epochs, time, losses,
+# selected epoch).
 
 
 def history_files(stage):
@@ -18,9 +19,10 @@ rule training_curves:
     output:
         pretrain=report("results/plots/pretrain_curves.png", category="Training", caption="../report/training_curves.rst"),
         finetune=report("results/plots/finetune_curves.png", category="Training", caption="../report/training_curves.rst"),
+        summary=report("results/training_summary.csv", category="Training", caption="../report/training_summary.rst"),
     log:
         "logs/training_curves.log",
     shell:
         "{PYTHON} {SCRIPTS}/plot_training.py --pretrain {input.pretrain}"
         " --finetune {input.finetune} --pretrain-out {output.pretrain}"
-        " --finetune-out {output.finetune} 2> {log}"
+        " --finetune-out {output.finetune} --summary-out {output.summary} 2> {log}"

@@ -68,6 +68,51 @@ def read_histories(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+SUMMARY_KEYS = ("stage", "model", "pool", "amount", "pretrain_repeat", "finetune", "repeat")
+
+
+def training_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per history file (stage, then grid coordinates): epochs trained, training time,
+    first and last training loss and, where the history has a dev CER, the selected epoch.
+
+    ``best_epoch`` is the first epoch with the lowest dev CER, the one fine-tuning keeps;
+    ``best_at_last`` says it was the last epoch trained, so the recogniser was still improving
+    when its budget ran out. Pre-trainings (no dev CER) leave both empty and carry
+    ``last_loss_drop``, the relative decrease of the training loss over their last epoch.
+    """
+    keys = [k for k in SUMMARY_KEYS if k in frame]
+    columns = [*keys, "epochs", "seconds", "train_loss_first", "train_loss_last",
+               "last_loss_drop", "best_epoch", "dev_cer_best", "best_at_last"]  # fmt: skip
+    rows = []
+    for _, cell in frame.groupby(keys, sort=False, dropna=False) if len(frame) else []:
+        cell = cell.sort_values("epoch")
+        top, last = cell.iloc[0], cell.iloc[-1]
+        row = {k: top[k] for k in keys}
+        losses = cell["train_loss"].astype(float)
+        row.update(
+            epochs=int(last["epoch"]),
+            seconds=float(cell["seconds"].sum()) if "seconds" in cell else None,
+            train_loss_first=losses.iloc[0],
+            train_loss_last=losses.iloc[-1],
+            last_loss_drop=None,
+            best_epoch=None,
+            dev_cer_best=None,
+            best_at_last=None,
+        )
+        dev = cell["dev_cer"].astype(float) if "dev_cer" in cell else pd.Series(dtype=float)
+        if dev.notna().any():
+            best = int(cell["epoch"].loc[dev.idxmin()])
+            row.update(best_epoch=best, dev_cer_best=dev.min(), best_at_last=best == row["epochs"])
+        elif len(losses) > 1 and losses.iloc[-2] > 0:
+            row["last_loss_drop"] = 1 - losses.iloc[-1] / losses.iloc[-2]
+        rows.append(row)
+    summary = pd.DataFrame(rows, columns=columns)
+    for column in ("pretrain_repeat", "repeat"):
+        if column in summary:
+            summary[column] = summary[column].fillna(0).astype(int)
+    return summary
+
+
 def plot_curves(frame: pd.DataFrame, metric: str, path: str | Path, title: str) -> int:
     """``metric`` against epoch, one panel per model, one line per cell (colour: pool, line
     style: amount; pre-training and fine-tuning repeats after the first thinner, without a
