@@ -1,4 +1,5 @@
-"""CPC: upstream contract, padding-free InfoNCE, negative sampling, paper size."""
+"""CPC: upstream contract, padding-free InfoNCE, negative sampling, paper size, encoder
+normalisation over time (and older checkpoints' per-frame normalisation)."""
 
 import math
 
@@ -60,9 +61,10 @@ def test_shorter_than_one_frame_gives_no_frames():
     assert out.lengths.tolist() == [0, 0]
 
 
-def test_padding_in_a_batch_does_not_change_valid_frames():
+@pytest.mark.parametrize("norm", ["time", "frame"])
+def test_padding_in_a_batch_does_not_change_valid_frames(norm):
     torch.manual_seed(0)
-    model = tiny().eval()
+    model = tiny(encoder_norm=norm).eval()
     short, long = torch.randn(5000) * 0.1, torch.randn(9000) * 0.1
     alone = model(short[None], torch.tensor([5000]))
     batch = torch.stack([torch.cat([short, 5 * torch.randn(4000)]), long])
@@ -73,9 +75,10 @@ def test_padding_in_a_batch_does_not_change_valid_frames():
         torch.testing.assert_close(b[0, :n], a[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("negatives", ["batch", "same_utterance"])
-def test_loss_ignores_padding(negatives):
-    model = tiny(negatives=negatives).eval()
+@pytest.mark.parametrize("negatives,norm", [("batch", "time"), ("same_utterance", "time"),
+                                            ("batch", "frame")])  # fmt: skip
+def test_loss_ignores_padding(negatives, norm):
+    model = tiny(negatives=negatives, encoder_norm=norm).eval()
     wavs = torch.randn(2, 6000) * 0.1
     lengths = torch.tensor([6000, 4000])
     garbage = torch.cat([wavs, 10 * torch.randn(2, 3000)], dim=1)
@@ -119,10 +122,11 @@ def test_negative_draws_do_not_depend_on_padding():
     assert torch.equal(a, b[:, :6])
 
 
-@pytest.mark.parametrize("negatives", ["batch", "same_utterance"])
-def test_loss_falls_on_a_fixed_batch(negatives):
+@pytest.mark.parametrize("negatives,norm", [("batch", "time"), ("same_utterance", "time"),
+                                            ("batch", "frame")])  # fmt: skip
+def test_loss_falls_on_a_fixed_batch(negatives, norm):
     torch.manual_seed(0)
-    model = tiny(prediction_steps=4, num_negatives=8, negatives=negatives)
+    model = tiny(prediction_steps=4, num_negatives=8, negatives=negatives, encoder_norm=norm)
     wavs = chirps(4, 6000)
     lengths = torch.tensor([6000, 5500, 5000, 4000])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -165,3 +169,66 @@ def test_config_round_trip_and_validation():
     assert CPCConfig(**config.to_dict()) == config
     with pytest.raises(ValueError, match="same_utterance"):
         CPCConfig(negatives="same_speaker")
+    with pytest.raises(ValueError, match="encoder_norm: 'batch'; expected one of"):
+        CPCConfig(encoder_norm="batch")
+
+
+def test_the_encoder_normalises_each_channel_over_the_utterance():
+    """Under ``time`` every encoder layer's channels have zero mean and unit variance over each
+    utterance's valid frames (before the ReLU; the affine map is the identity at
+    initialisation); under ``frame`` every frame over its channels. Only ``frame``
+    convolutions carry a bias."""
+    torch.manual_seed(0)
+    wavs, lengths = chirps(2, 6000), torch.tensor([6000, 4500])
+    for norm in ("time", "frame"):
+        model = tiny(encoder_norm=norm).eval()
+        assert all((conv.bias is None) == (norm == "time") for conv in model.encoder.convs)
+        outputs = []
+        hooks = [n.register_forward_hook(lambda m, i, o, kept=outputs: kept.append(o))
+                 for n in model.encoder.norms]  # fmt: skip
+        with torch.no_grad():
+            model(wavs, lengths)
+        for hook in hooks:
+            hook.remove()
+        n = lengths
+        for layer, out in zip(ENCODER_LAYERS, outputs, strict=True):
+            n = conv_output_lengths(n, (layer,))
+            valid = out[1, : int(n[1])]
+            if norm == "time":
+                torch.testing.assert_close(valid.mean(0), torch.zeros(32), atol=1e-4, rtol=0)
+                # var / (var + eps) with eps 1e-5: a quiet channel ends a little below 1.
+                torch.testing.assert_close(valid.var(0, unbiased=False), torch.ones(32),
+                                           atol=0.02, rtol=0)  # fmt: skip
+            else:
+                torch.testing.assert_close(valid.mean(1), torch.zeros(len(valid)), atol=1e-4,
+                                           rtol=0)  # fmt: skip
+
+
+def test_checkpoints_from_before_the_normalisation_over_time_keep_their_layer_norms():
+    """A CPC spec without ``encoder_norm`` is an older checkpoint's, trained with per-frame
+    LayerNorms and biased convolutions: it is rebuilt with those, loads its weights strictly and
+    computes what it computed; new specs name their normalisation."""
+    from sslgrid.features.fbank import FbankConfig
+    from sslgrid.models.factory import spec_args, upstream_from_spec, upstream_spec
+
+    fbank = FbankConfig()
+    spec = upstream_spec("cpc", dict(TINY), fbank)
+    assert spec["args"]["encoder_norm"] == "time"
+    assert (
+        upstream_spec("cpc", {**TINY, "encoder_norm": "frame"}, fbank)["args"]["encoder_norm"]
+        == "frame"
+    )
+    old_spec = {**spec, "args": dict(TINY)}
+    assert spec_args(old_spec)["encoder_norm"] == "frame"
+    torch.manual_seed(0)
+    old = tiny(encoder_norm="frame").eval()
+    restored = upstream_from_spec(old_spec).eval()
+    restored.load_state_dict(old.state_dict())
+    wavs, lengths = chirps(2, 4000), torch.tensor([4000, 3000])
+    with torch.no_grad():
+        for a, b in zip(old(wavs, lengths).hidden_states, restored(wavs, lengths).hidden_states,
+                        strict=True):  # fmt: skip
+            assert torch.equal(a, b)
+    # The old weights do not fit the new default (no conv biases there): refused, not misread.
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        tiny().load_state_dict(old.state_dict())

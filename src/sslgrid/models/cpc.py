@@ -4,8 +4,18 @@ A strided CNN turns 16 kHz samples into 10 ms encoder frames z_t, a unidirection
 summarises z_1..z_t into a context c_t, and for each k = 1..K a linear predictor W_k c_t has to
 pick z_{t+k} out of a set of negatives (InfoNCE). The paper size is the reference study's small
 CPC (1.8 M parameters), laid out like CPC_audio (Rivière et al., 2020): 256 channels, a
-channel-wise LayerNorm after every convolution and one LSTM layer. Unlike CPC_audio the
-convolutions are unpadded, so that a valid frame never reads past the end of its utterance.
+normalisation after every convolution and one LSTM layer. Unlike CPC_audio the convolutions are
+unpadded, so that a valid frame never reads past the end of its utterance.
+
+CPC_audio normalises each encoder frame over its channels (``encoder_norm: frame``). From a
+random start that leaves little of the waveform's change over time in the frames (see
+``sslgrid.models.utterance_norm``), and pre-training can collapse: the encoder makes every frame
+alike, the InfoNCE loss rests at ln(1 + num_negatives) where its gradient vanishes, and it never
+leaves. The default (``time``) normalises each channel over the utterance's valid frames instead,
+as our wav2vec does. Its statistics span the whole utterance, so every z_t (and the context
+built from z_1..z_t) carries one summary of the future, the utterance's mean and spread per
+channel, the same for every frame; what is to be predicted, the frames themselves, stays
+unseen.
 
 The downstream sees the encoder output z and the output of every LSTM layer, all of width
 ``hidden_size``.
@@ -27,10 +37,12 @@ from sslgrid.models.upstream import (
     conv_output_lengths,
     padding_mask,
 )
+from sslgrid.models.utterance_norm import UtteranceNorm
 
 # (kernel, stride) of the encoder convolutions: 5 * 4 * 2 * 2 * 2 = 160 samples = 10 ms per frame.
 ENCODER_LAYERS = ((10, 5), (8, 4), (4, 2), (4, 2), (4, 2))
 NEGATIVE_SOURCES = ("batch", "same_utterance")
+ENCODER_NORMS = ("time", "frame")
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,10 @@ class CPCConfig:
         negatives: where negatives come from: ``batch`` (valid encoder frames of every
             utterance in the batch) or ``same_utterance`` (valid frames of the context's own
             utterance; the waveform-only stand-in for CPC_audio's same-speaker sampling).
+        encoder_norm: ``time``: every encoder convolution is normalised per channel over
+            the utterance's valid frames (:class:`UtteranceNorm`, convolutions without bias);
+            ``frame``: each frame over its channels (LayerNorm, CPC_audio's ChannelNorm), as
+            checkpoints from before ``time`` were trained (see the module docstring).
     """
 
     hidden_size: int = 256
@@ -55,11 +71,16 @@ class CPCConfig:
     prediction_steps: int = 12
     num_negatives: int = 128
     negatives: str = "batch"
+    encoder_norm: str = "time"
 
     def __post_init__(self) -> None:
         if self.negatives not in NEGATIVE_SOURCES:
             raise ValueError(
                 f"negatives must be one of {list(NEGATIVE_SOURCES)}, not {self.negatives!r}"
+            )
+        if self.encoder_norm not in ENCODER_NORMS:
+            raise ValueError(
+                f"encoder_norm: {self.encoder_norm!r}; expected one of {list(ENCODER_NORMS)}"
             )
 
     def to_dict(self) -> dict:
@@ -120,25 +141,36 @@ def conv_channels_last(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
 class CPCEncoder(nn.Module):
     """Strided convolutions without padding, so a valid frame sees only valid samples.
 
-    Each convolution is followed by a LayerNorm over the channels of each frame: batch or
-    group normalisation would pool statistics over time, making a frame depend on the padding
-    and on the other utterances in the batch.
+    Each convolution is followed by a normalisation that never mixes utterances or lets padding
+    in (batch normalisation would): per channel over the utterance's valid frames
+    (:class:`UtteranceNorm`, ``norm="time"``), or per frame over its channels (LayerNorm,
+    ``norm="frame"``), then a ReLU. Under ``time`` the convolutions have no bias, which the
+    normalisation would subtract again.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm: str = "time") -> None:
         super().__init__()
         dims = [1] + [channels] * len(ENCODER_LAYERS)
+        self.over_time = norm == "time"
         self.convs = nn.ModuleList(
-            nn.Conv1d(dims[i], dims[i + 1], kernel, stride=stride)
+            nn.Conv1d(dims[i], dims[i + 1], kernel, stride=stride, bias=not self.over_time)
             for i, (kernel, stride) in enumerate(ENCODER_LAYERS)
         )
-        self.norms = nn.ModuleList(nn.LayerNorm(channels) for _ in ENCODER_LAYERS)
+        self.norms = nn.ModuleList(
+            UtteranceNorm(channels, channels) if self.over_time else nn.LayerNorm(channels)
+            for _ in ENCODER_LAYERS
+        )
 
-    def forward(self, wavs: torch.Tensor) -> torch.Tensor:
-        """(B, S) samples -> (B, T, C) frames."""
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, S) samples with (B,) valid samples -> (B, T, C) frames."""
         x = wavs.unsqueeze(-1)
-        for conv, norm in zip(self.convs, self.norms, strict=True):
-            x = F.relu(norm(conv_channels_last(x, conv)))
+        for conv, norm, layer in zip(self.convs, self.norms, ENCODER_LAYERS, strict=True):
+            y = conv_channels_last(x, conv)
+            if self.over_time:
+                lengths = conv_output_lengths(lengths, (layer,))
+                x = F.relu(norm(y, lengths))
+            else:
+                x = F.relu(norm(y))
         return x
 
 
@@ -189,7 +221,7 @@ class CPC(WaveformUpstream):
         super().__init__()
         self.config = config
         size = config.hidden_size
-        self.encoder = CPCEncoder(size)
+        self.encoder = CPCEncoder(size, config.encoder_norm)
         self.autoregressor = nn.ModuleList(
             nn.LSTM(size, size, batch_first=True) for _ in range(config.ar_layers)
         )
@@ -206,7 +238,7 @@ class CPC(WaveformUpstream):
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
         # The LSTMs are causal and the convolutions unpadded, so padding after an utterance
         # never reaches its valid frames.
-        z = self.encoder(pad_to_receptive_field(wavs, self._field))
+        z = self.encoder(pad_to_receptive_field(wavs, self._field), lengths)
         hidden_states = [z]
         x = z
         for lstm in self.autoregressor:

@@ -13,7 +13,6 @@ from sslgrid.models.cpc import CPC, CPCConfig
 from sslgrid.models.mockingjay import Mockingjay, MockingjayConfig
 from sslgrid.models.upstream import Filterbank, Upstream
 from sslgrid.models.wav2vec import Wav2Vec, Wav2VecConfig
-from sslgrid.models.wav2vec import checkpoint_args as wav2vec_checkpoint_args
 from sslgrid.models.wav2vec2 import Wav2Vec2, Wav2Vec2Settings
 
 # name -> (model class, its architecture dataclass). Mockingjay and TERA share one class:
@@ -27,6 +26,13 @@ ARCHITECTURES: dict[str, tuple[type[Upstream], type]] = {
     "wav2vec2": (Wav2Vec2, Wav2Vec2Settings),
 }
 UPSTREAMS = ("fbank", *ARCHITECTURES)
+# Upstreams whose encoder normalisation is a setting, and its default. Their checkpoints from
+# before the setting existed were trained with per-frame LayerNorms and store no
+# ``encoder_norm``.
+ENCODER_NORM_DEFAULTS: dict[str, str] = {
+    "wav2vec": Wav2VecConfig().encoder_norm,
+    "cpc": CPCConfig().encoder_norm,
+}
 
 
 def architecture(name: str, args: dict[str, Any]) -> Any:
@@ -49,21 +55,28 @@ def build_upstream(name: str, args: dict[str, Any], fbank: FbankConfig) -> Upstr
 def upstream_spec(name: str, args: dict[str, Any], fbank: FbankConfig) -> dict[str, Any]:
     """What is needed to rebuild an upstream: stored in every checkpoint as ``config``.
 
-    A wav2vec spec names its encoder normalisation even where the config leaves it to the
-    default, so that a checkpoint keeps its meaning when the default changes (a spec without
-    it is from before the normalisation over time; see ``wav2vec.checkpoint_args``).
+    A wav2vec or CPC spec names its encoder normalisation even where the config leaves it to
+    the default, so that a checkpoint keeps its meaning when the default changes (a spec
+    without it is from before the normalisation over time; see :func:`spec_args`).
     """
     args = dict(args)
-    if name == "wav2vec":
-        args.setdefault("encoder_norm", Wav2VecConfig().encoder_norm)
+    if name in ENCODER_NORM_DEFAULTS:
+        args.setdefault("encoder_norm", ENCODER_NORM_DEFAULTS[name])
     return {"name": name, "args": args, "fbank": fbank.to_dict()}
 
 
 def spec_args(spec: dict[str, Any]) -> dict[str, Any]:
-    """The architecture arguments a checkpoint's spec is rebuilt with (for wav2vec specs from
-    before the encoder's normalisation over time: the per-frame normalisation they had)."""
+    """The architecture arguments a checkpoint's spec is rebuilt with.
+
+    A wav2vec or CPC spec without ``encoder_norm`` is from a checkpoint trained with per-frame
+    LayerNorms in the encoder, before the normalisation over time: it gets ``frame``, which
+    rebuilds those (with the same parameter names, so loading its weights into the new
+    default would succeed and compute something else).
+    """
     args = dict(spec["args"])
-    return wav2vec_checkpoint_args(args) if spec["name"] == "wav2vec" else args
+    if spec["name"] in ENCODER_NORM_DEFAULTS:
+        args.setdefault("encoder_norm", "frame")
+    return args
 
 
 def upstream_from_spec(spec: dict[str, Any]) -> Upstream:

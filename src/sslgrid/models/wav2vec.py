@@ -25,8 +25,8 @@ per-frame normalisation keeps c_t a function of z_1..z_t only.
 
 Checkpoints written before this normalisation (their architecture arguments have no
 ``encoder_norm``) were trained with a per-frame LayerNorm after every encoder convolution;
-:func:`checkpoint_args` restores them with ``encoder_norm: frame``, which is that module, so
-that they keep computing what they were trained to compute.
+``sslgrid.models.factory.spec_args`` restores them with ``encoder_norm: frame``, which is
+that module, so that they keep computing what they were trained to compute.
 
 The downstream sees two hidden states: the encoder output z and the aggregator output c, both
 of width ``hidden_size``.
@@ -42,17 +42,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslgrid.features.fbank import FbankConfig
-from sslgrid.models.cpc import conv_channels_last, pad_to_receptive_field, receptive_field
+from sslgrid.models.cpc import (
+    ENCODER_NORMS,
+    conv_channels_last,
+    pad_to_receptive_field,
+    receptive_field,
+)
 from sslgrid.models.upstream import (
     UpstreamOutput,
     WaveformUpstream,
     conv_output_lengths,
     padding_mask,
 )
+from sslgrid.models.utterance_norm import UtteranceNorm
 
 # (kernel, stride) of the strided encoder convolutions: 160 samples = 10 ms per frame.
 STRIDED_LAYERS = ((10, 5), (8, 4), (4, 2), (4, 2), (4, 2))
-ENCODER_NORMS = ("time", "frame")
 LARGE_AGGREGATOR_KERNELS = tuple(range(2, 14))
 
 
@@ -134,39 +139,6 @@ def wav2vec_paper(**overrides) -> Wav2VecConfig:
             **overrides,
         }
     )
-
-
-class UtteranceNorm(nn.Module):
-    """Group normalisation of (B, T, C) frames over each utterance's valid frames.
-
-    The channels fall into ``groups`` equal groups; every valid frame of an utterance is
-    shifted and scaled, group by group, by that group's mean and variance over its channels and
-    the utterance's valid frames, then a per-channel affine map follows. Changes of loudness
-    over time survive, unlike with a per-frame normalisation. Padding frames are normalised
-    with their utterance's statistics but do not enter them.
-    """
-
-    def __init__(self, channels: int, groups: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        if groups < 1 or channels % groups:
-            raise ValueError(f"{groups} normalisation groups do not divide {channels} channels")
-        self.groups = groups
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, T, C) frames, (B,) valid frames per utterance -> (B, T, C)."""
-        batch, frames, channels = x.shape
-        grouped = x.view(batch, frames, self.groups, channels // self.groups)
-        mask = padding_mask(lengths, frames).to(x.dtype)[:, :, None, None]
-        count = (lengths.clamp_min(1) * (channels // self.groups)).to(x.dtype)
-        count = count[:, None, None, None]
-        mean = (grouped * mask).sum(dim=(1, 3), keepdim=True) / count
-        centred = grouped - mean
-        var = (centred.square() * mask).sum(dim=(1, 3), keepdim=True) / count
-        normed = (centred * torch.rsqrt(var + self.eps)).view(batch, frames, channels)
-        return normed * self.weight + self.bias
 
 
 class Wav2VecEncoder(nn.Module):
@@ -323,10 +295,3 @@ def sample_distractor_indices(lengths: torch.Tensor, max_len: int, num: int) -> 
     start = (torch.cumsum(lengths, 0) - lengths)[:, None, None]
     total = int(lengths.sum())
     return (start + offset).clamp(0, max(total - 1, 0))
-
-
-def checkpoint_args(args: dict) -> dict:
-    """Architecture arguments as a checkpoint stores them (``upstream_spec``) -> as to build
-    it with. Arguments without ``encoder_norm`` come from checkpoints trained with per-frame
-    LayerNorms in the encoder, before normalisation over time: ``frame`` rebuilds those."""
-    return args if "encoder_norm" in args else {**args, "encoder_norm": "frame"}
