@@ -7,12 +7,12 @@ CPC (1.8 M parameters), laid out like CPC_audio (Rivière et al., 2020): 256 cha
 normalisation after every convolution and one LSTM layer. Unlike CPC_audio the convolutions are
 unpadded, so that a valid frame never reads past the end of its utterance.
 
-CPC_audio normalises each encoder frame over its channels (``encoder_norm: frame``). From a
-random start that leaves little of the waveform's change over time in the frames (see
-``sslgrid.models.utterance_norm``), and pre-training can collapse: the encoder makes every frame
-alike, the InfoNCE loss rests at ln(1 + num_negatives) where its gradient vanishes, and it never
-leaves. The default (``time``) normalises each channel over the utterance's valid frames instead,
-as our wav2vec does. Its statistics span the whole utterance, so every z_t (and the context
+CPC_audio normalises each encoder frame over its channels (``encoder_norm: frame``). With that,
+the tiny model's pre-training on the default grid's small pools stayed at the InfoNCE loss of
+chance, ln(1 + num_negatives), where every candidate scores alike and the gradient vanishes, in 6
+of its 13 cells (README, "Results"). The default (``time``) normalises each channel over the
+utterance's valid frames instead, as our wav2vec does (``sslgrid.models.utterance_norm``), and
+left chance in all 13. Its statistics span the whole utterance, so every z_t (and the context
 built from z_1..z_t) carries one summary of the future, the utterance's mean and spread per
 channel, the same for every frame; what is to be predicted, the frames themselves, stays
 unseen.

@@ -70,8 +70,8 @@ def spec_args(spec: dict[str, Any]) -> dict[str, Any]:
 
     A wav2vec or CPC spec without ``encoder_norm`` is from a checkpoint trained with per-frame
     LayerNorms in the encoder, before the normalisation over time: it gets ``frame``, which
-    rebuilds those (with the same parameter names, so loading its weights into the new
-    default would succeed and compute something else).
+    rebuilds those (a wav2vec checkpoint's weights would even load into the new default, under
+    the same names, and compute something else).
     """
     args = dict(spec["args"])
     if spec["name"] in ENCODER_NORM_DEFAULTS:

@@ -1,10 +1,11 @@
 """Normalisation of an utterance's frames over time, for the waveform encoders of CPC and wav2vec.
 
-A per-frame normalisation (LayerNorm over channels) of a waveform CNN's first layers divides out
-each frame's energy; what is left of a short window of samples is mostly its phase, which changes
-from one 10 ms frame to the next, so neighbouring frames are no more alike than any two frames
-of the utterance and a contrastive objective has nothing predictable to start from. Normalising
-each channel over the utterance's frames instead keeps the changes over time.
+A per-frame normalisation (LayerNorm over channels) of a waveform CNN's layers divides out each
+frame's energy, and with it much of how the signal changes over time; in wav2vec's encoder,
+what was left made neighbouring frames at initialisation no more alike than any two frames of
+the utterance, and contrastive pre-training found nothing to predict (see ``models.wav2vec``;
+CPC's encoder got stuck the same way in part of the default grid, ``models.cpc``). Normalising
+each channel over the utterance's valid frames keeps the changes over time.
 """
 
 from __future__ import annotations
