@@ -157,3 +157,4 @@ def test_the_script_writes_the_summary_and_names_recognisers_still_improving(tmp
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert list(summary["stage"]) == ["pretrain", "finetune", "finetune"]
     assert list(summary["best_epoch"].iloc[1:]) == [1, 2]
+    assert (tmp_path / "summary.csv").read_text().splitlines()[2].split(",")[-3] == "1"

@@ -167,7 +167,7 @@ def test_snakemake_runs_the_whole_dag(tmp_path):
         finetuned
     )
     for r in trainings:
-        assert int(r["epochs"]) >= 1 and float(r["seconds"]) > 0, r
+        assert int(r["epochs"]) >= 1 and float(r["seconds"]) >= 0, r
         if r["stage"] == "finetune":
             assert 1 <= int(r["best_epoch"]) <= int(r["epochs"]), r
             assert 0 <= float(r["dev_cer_best"]) and r["best_at_last"] in ("True", "False"), r

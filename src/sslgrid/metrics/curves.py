@@ -107,6 +107,8 @@ def training_summary(frame: pd.DataFrame) -> pd.DataFrame:
             row["last_loss_drop"] = 1 - losses.iloc[-1] / losses.iloc[-2]
         rows.append(row)
     summary = pd.DataFrame(rows, columns=columns)
+    # Whole epochs, empty for pre-trainings (not 1.0 and NaN in the CSV).
+    summary["best_epoch"] = summary["best_epoch"].astype("Int64")
     for column in ("pretrain_repeat", "repeat"):
         if column in summary:
             summary[column] = summary[column].fillna(0).astype(int)
